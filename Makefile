@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/bootstrap.txt | sha256sum | cut -c1-12)
+PORT ?= 8080
+
+.PHONY: install run test test-fast lint fmt migrate stub run-live bench clean
+
+install: $(STAMP)
+
+# uv itself is installed from a hash-pinned requirements file, then installs everything else
+# from hash-pinned lock files (no download URLs are committed).
+$(STAMP): requirements/dev.txt requirements/bootstrap.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/bootstrap.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes -r requirements/dev.txt
+	@rm -f $(VENV)/.installed-*; touch $@
+
+migrate: install
+	$(PY) -m app.cli migrate
+
+run: install
+	$(PY) -m app.cli migrate
+	PORT=$(PORT) exec $(PY) -m app.cli serve
+
+test: install
+	bash scripts/test.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache var

@@ -1,0 +1,1 @@
+"""trade-review: pre-trade review service (advisory LLM review behind deterministic gates)."""

@@ -1,0 +1,16 @@
+"""Dependencies shared by routers (everything lives in ``app.state``, built in lifespan)."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from app.pipeline import PipelineDeps
+
+
+def get_pipeline(request: Request) -> PipelineDeps:
+    return cast(PipelineDeps, request.app.state.pipeline)
+
+
+PipelineDep = Annotated[PipelineDeps, Depends(get_pipeline)]

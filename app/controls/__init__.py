@@ -1,0 +1,1 @@
+"""Operator controls shared by every replica: trading state and kill switches."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models and the only commit/rollback boundary (``session``)."""

@@ -1,0 +1,135 @@
+"""Tables. The schema itself is created by Alembic migrations, never by ``create_all``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# BigInteger ids autoincrement on PostgreSQL; SQLite needs INTEGER PRIMARY KEY for rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ReviewRow(Base):
+    """One row per answered review: the audit trail of every decision."""
+
+    __tablename__ = "llm_decision_reviews"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    review_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    request_json: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    strategy_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    action: Mapped[str] = mapped_column(String(8), nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    decision: Mapped[str] = mapped_column(String(8), nullable=False)
+    review_json: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    gates_json: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    failed_gates: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    response_json: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    executor: Mapped[str] = mapped_column(String(32), nullable=False)
+    model: Mapped[str | None] = mapped_column(String(128))
+    arm: Mapped[str] = mapped_column(String(16), nullable=False)
+    fallback_reason: Mapped[str | None] = mapped_column(String(32))
+    policy_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    trading_mode: Mapped[str] = mapped_column(String(8), nullable=False)
+    llm_latency_ms: Mapped[float | None] = mapped_column(Float)
+    overhead_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    total_latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_reviews_created_at", "created_at"),
+        Index("ix_reviews_artifact_created", "artifact_hash", "created_at"),
+        Index("ix_reviews_strategy_created", "strategy_id", "created_at"),
+    )
+
+
+class ArtifactRow(Base):
+    """Artifact registry: one row per artifact hash."""
+
+    __tablename__ = "llm_dspy_workflow_artifacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    artifact_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    signature_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    executor: Mapped[str] = mapped_column(String(32), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    program_state: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        # The database, not only code, keeps one active/canary/shadow artifact per program.
+        Index(
+            "uq_artifact_one_live_state",
+            "program_name",
+            "state",
+            unique=True,
+            postgresql_where=text("state IN ('active', 'canary', 'shadow')"),
+            sqlite_where=text("state IN ('active', 'canary', 'shadow')"),
+        ),
+        Index("ix_artifacts_program_state", "program_name", "state"),
+    )
+
+
+class ArtifactEventRow(Base):
+    """Append-only history of registry transitions."""
+
+    __tablename__ = "artifact_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    artifact_hash: Mapped[str] = mapped_column(
+        String(64), ForeignKey("llm_dspy_workflow_artifacts.artifact_hash"), nullable=False
+    )
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    evidence_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_artifact_events_hash", "artifact_hash", "id"),)
+
+
+class ServiceControlsRow(Base):
+    """Operator controls shared by every replica (a single versioned row, id = 1)."""
+
+    __tablename__ = "service_controls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trading_state: Mapped[str] = mapped_column(String(16), nullable=False)
+    dspy_disabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    routing_disabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,0 +1,84 @@
+"""Gate limits, read from ``config/policy.yaml``; the file's sha256 is the policy hash."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.review.schemas import OrderType, Uncertainty
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SymbolLimits(_Frozen):
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+class ReferencePriceLimits(_Frozen):
+    max_age_seconds: float = Field(default=300, gt=0)
+    max_future_skew_seconds: float = Field(default=5, ge=0)
+
+
+class OrderRateLimits(_Frozen):
+    window_seconds: int = Field(default=60, gt=0)
+    max_orders_per_strategy: int = Field(default=30, ge=0)
+
+
+class MarketContextLimits(_Frozen):
+    required: bool = False
+    max_freshness_seconds: float = Field(default=900, gt=0)
+    min_quality_score: float = Field(default=0.5, ge=0, le=1)
+    blocking_risk_flags: tuple[str, ...] = ()
+
+
+class ReviewLimits(_Frozen):
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    blocked_uncertainty: tuple[Uncertainty, ...] = (Uncertainty.HIGH,)
+    abstain_action: Literal["reject", "submit"] = "reject"
+    required_checks_allowlist: tuple[str, ...] = ()
+
+
+class AdjustmentLimits(_Frozen):
+    max_qty_multiplier: Decimal = Field(default=Decimal("1.0"), ge=0)
+    allowed_order_types: tuple[OrderType, ...] = tuple(OrderType)
+
+
+class PolicyLimits(_Frozen):
+    version: int = 1
+    symbols: SymbolLimits = SymbolLimits()
+    reference_price: ReferencePriceLimits = ReferencePriceLimits()
+    limit_price_collar_pct: Decimal = Field(default=Decimal("0.05"), gt=0)
+    max_notional_per_order: Decimal = Field(default=Decimal("250000"), gt=0)
+    max_notional_pct_equity: Decimal = Field(default=Decimal("0.10"), gt=0)
+    max_position_pct_equity: Decimal = Field(default=Decimal("0.25"), gt=0)
+    max_gross_exposure_pct_equity: Decimal = Field(default=Decimal("2.0"), gt=0)
+    shorting_allowed: bool = False
+    order_rate: OrderRateLimits = OrderRateLimits()
+    market_context: MarketContextLimits = MarketContextLimits()
+    review: ReviewLimits = ReviewLimits()
+    adjustment: AdjustmentLimits = AdjustmentLimits()
+
+
+class LoadedPolicy(_Frozen):
+    limits: PolicyLimits
+    policy_hash: str
+    path: str
+
+
+def load_policy(path: Path) -> LoadedPolicy:
+    """Parse and validate the policy file; raises ``ValueError`` with the file named."""
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw) or {}
+        limits = PolicyLimits.model_validate(data)
+    except Exception as exc:
+        raise ValueError(f"policy file {path} is invalid: {exc}") from exc
+    return LoadedPolicy(limits=limits, policy_hash=hashlib.sha256(raw).hexdigest(), path=str(path))

@@ -1,0 +1,86 @@
+"""Turn a reviewer's verdict into the order that would be sent (pure).
+
+The reviewer may shrink an order or change its type; it may never enlarge it past policy. A
+quantity outside ``[min, max] x qty`` is clamped; a change the policy forbids is recorded as an
+``adjustment_problem`` so the adjustment gate fails (the order is rejected, never silently
+sent in its original size against the reviewer's advice).
+"""
+
+from __future__ import annotations
+
+from app.gates.context import OrderPlan, ReferencePrice, resolve_limit_price
+from app.gates.limits import PolicyLimits
+from app.review.schemas import OrderType, ReviewRequest, ReviewVerdict, Verdict, round_down_like
+
+
+def plan_order(
+    request: ReviewRequest, verdict: ReviewVerdict, ref: ReferencePrice, limits: PolicyLimits
+) -> OrderPlan:
+    decision = request.decision
+    limit_price, assumed = resolve_limit_price(request, ref)
+    base = OrderPlan(
+        qty=decision.qty,
+        order_type=decision.order_type,
+        limit_price=limit_price,
+        limit_price_assumed=assumed,
+        resized=False,
+        adjustment_problem=None,
+        adjustment_note="no adjustment requested",
+    )
+    if verdict.verdict is not Verdict.ADJUST:
+        return base
+
+    policy = request.policy
+    if not policy.adjustment_allowed:
+        return _replace(base, problem="adjustment requested but the request's policy forbids it")
+
+    allowed_types = set(policy.allowed_order_types) & set(limits.adjustment.allowed_order_types)
+    order_type = verdict.adjusted_order_type or decision.order_type
+    if verdict.adjusted_order_type is not None and order_type not in allowed_types:
+        return _replace(base, problem=f"adjusted order type {order_type} is not allowed")
+
+    max_mult = min(policy.max_qty_multiplier, limits.adjustment.max_qty_multiplier)
+    min_mult = min(policy.min_qty_multiplier, max_mult)
+    wanted = verdict.adjusted_qty if verdict.adjusted_qty is not None else decision.qty
+    low, high = decision.qty * min_mult, decision.qty * max_mult
+    clamped = min(max(wanted, low), high)
+    qty = round_down_like(clamped, decision.qty)
+    notes: list[str] = []
+    if clamped != wanted:
+        notes.append(f"adjusted qty {wanted} clamped to [{low}, {high}]")
+    if qty <= 0:
+        return _replace(base, problem=f"adjusted qty {wanted} rounds to zero")
+
+    new_limit, new_assumed = limit_price, assumed
+    if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        if verdict.adjusted_limit_price is not None:
+            new_limit, new_assumed = verdict.adjusted_limit_price, False
+        elif new_limit is None:
+            new_limit, new_assumed = ref.price, True
+    else:
+        new_limit, new_assumed = None, False
+
+    notes.append(f"qty {decision.qty} -> {qty}")
+    if order_type != decision.order_type:
+        notes.append(f"order type {decision.order_type} -> {order_type}")
+    return OrderPlan(
+        qty=qty,
+        order_type=order_type,
+        limit_price=new_limit,
+        limit_price_assumed=new_assumed,
+        resized=qty != decision.qty,
+        adjustment_problem=None,
+        adjustment_note="; ".join(notes),
+    )
+
+
+def _replace(plan: OrderPlan, *, problem: str) -> OrderPlan:
+    return OrderPlan(
+        qty=plan.qty,
+        order_type=plan.order_type,
+        limit_price=plan.limit_price,
+        limit_price_assumed=plan.limit_price_assumed,
+        resized=False,
+        adjustment_problem=problem,
+        adjustment_note=problem,
+    )

@@ -1,0 +1,130 @@
+"""Application factory. Engine, policy, caches and tasks are built in ``lifespan`` and live in
+``app.state``; nothing is created at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api import health, metrics_route, review
+from app.api.responses import OrjsonResponse
+from app.db.session import create_engine, create_session_factory
+from app.errors import ErrorCode, ServiceError
+from app.gates.limits import load_policy
+from app.observability import metrics
+from app.observability.logging import configure, event
+from app.pipeline import PipelineDeps
+from app.registry.cache import LiveState
+from app.review.runtime import ReviewRuntime
+from app.review.schemas import ReviewRequest
+from app.settings import Settings, load_settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error(status: int, code: ErrorCode, message: str, details: Any = None, **extra: Any) -> OrjsonResponse:
+    metrics.REQUEST_ERRORS.labels(code.value).inc()
+    body: dict[str, Any] = {"error": {"code": code.value, "message": message, "details": details}}
+    body.update(extra)
+    return OrjsonResponse(body, status_code=status)
+
+
+def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    settings = settings or load_settings()
+    configure(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        policy = load_policy(settings.policy_path)
+        engine = create_engine(settings)
+        factory = create_session_factory(engine)
+        live = LiveState(
+            factory,
+            program_name=settings.llm_dspy_program_name,
+            signature_version=settings.llm_dspy_signature_version,
+            pinned_hash=settings.llm_dspy_artifact_hash,
+            clock=clock,
+        )
+        try:
+            await live.refresh()
+        except Exception as exc:  # the poller keeps trying; /readyz says not ready meanwhile
+            event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
+        app.state.pipeline = PipelineDeps(
+            factory=factory,
+            live=live,
+            runtime=ReviewRuntime(),
+            policy=policy,
+            live_trading_enabled=settings.live_trading_enabled,
+            program_name=settings.llm_dspy_program_name,
+            signature_version=settings.llm_dspy_signature_version,
+            clock=clock,
+        )
+        poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
+        event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await engine.dispose()
+
+    app = FastAPI(
+        title="trade-review",
+        version="0.1.0",
+        summary="Pre-trade review: advisory LLM review behind deterministic risk gates",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.settings = settings
+    app.include_router(review.router)
+    app.include_router(health.router)
+    app.include_router(metrics_route.router)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> OrjsonResponse:
+        metrics.REQUEST_ERRORS.labels(exc.code.value).inc()
+        return OrjsonResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
+        details = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        return _error(422, ErrorCode.VALIDATION_ERROR, "request failed validation", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+            exc.status_code, ErrorCode.INTERNAL_ERROR
+        )
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+        event("request.unexpected_error", logging.ERROR, error=repr(exc))
+        return _error(500, ErrorCode.INTERNAL_ERROR, "internal error", decision="reject")
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            body = ReviewRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components["ReviewRequest"] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,1 @@
+"""Metrics (every metric is defined in ``metrics``), logging."""

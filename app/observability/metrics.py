@@ -1,0 +1,47 @@
+"""Every Prometheus metric of the service, in one place. Label values come from closed sets
+(StrEnums: decision, executor, arm, gate code, fallback reason), never from free text."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+REVIEWS = Counter(
+    "trade_review_reviews_total", "Reviews answered", ["decision", "executor", "arm"]
+)
+GATE_FAILURES = Counter("trade_review_gate_failures_total", "Gate failures", ["gate"])
+REVIEW_LATENCY = Histogram(
+    "trade_review_review_latency_seconds",
+    "End-to-end /review latency (parse to committed row)",
+    ["executor"],
+    buckets=_LATENCY_BUCKETS,
+)
+FALLBACKS = Counter(
+    "trade_review_fallback_total", "Reviews answered by the heuristic fallback", ["reason"]
+)
+AUDIT_UNAVAILABLE = Counter(
+    "trade_review_audit_unavailable_total", "Reviews refused because the row could not be written"
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "trade_review_idempotent_replays_total", "Requests answered from an existing review row"
+)
+REQUEST_ERRORS = Counter("trade_review_request_errors_total", "4xx/5xx error answers", ["code"])
+ACTIVE_ARTIFACT = Gauge(
+    "trade_review_active_artifact_info",
+    "Artifact currently served (1 for the served one)",
+    ["program", "artifact_hash", "executor"],
+)
+ARTIFACT_LOAD_FAILURES = Counter(
+    "trade_review_artifact_load_failures_total",
+    "Artifacts refused at load",
+    ["reason"],  # integrity | missing | invalid
+)
+TRADING_STATE = Gauge(
+    "trade_review_trading_state", "Operator trading state (1 = current)", ["state"]
+)
+STATE_REFRESH_FAILURES = Counter(
+    "trade_review_state_refresh_failures_total", "Failed polls of controls/registry"
+)

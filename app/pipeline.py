@@ -1,0 +1,330 @@
+"""``decide()``: the only place that orders the steps of a review.
+
+    controls + artifact snapshot -> runtime.review (executor, fallback) -> plan order
+    -> gates.evaluate (every gate) -> decision -> one INSERT + commit -> metrics -> response
+
+The review row is committed before the answer leaves; if it cannot be written the answer is
+503 ``audit_unavailable`` with ``decision: reject``. A request is identified by its
+``Idempotency-Key`` (or, without one, its canonical hash): a repeat gets the stored answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from app.db.session import SessionFactory, read_only, unit_of_work
+from app.errors import Conflict, ErrorCode, ServiceUnavailable
+from app.gates.checks import GateResult, evaluate
+from app.gates.context import (
+    GateContext,
+    current_position_qty,
+    resolve_reference_price,
+)
+from app.gates.limits import LoadedPolicy
+from app.gates.plan import plan_order
+from app.observability import metrics
+from app.observability.logging import event
+from app.registry.cache import LiveState
+from app.registry.hashing import canonical_json, sha256_hex
+from app.review.runtime import ReviewOutcome, ReviewRuntime
+from app.review.schemas import (
+    Decision,
+    FallbackOut,
+    GateOut,
+    LineageOut,
+    OrderOut,
+    ReviewOut,
+    ReviewRequest,
+    ReviewResponse,
+    Verdict,
+    confidence_band,
+)
+from app.reviews import repository as reviews
+
+# Failures that mean "the audit store cannot be reached", as opposed to a bug.
+_DB_DOWN: tuple[type[BaseException], ...] = (
+    DBAPIError,
+    SQLAlchemyError,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class VerdictReason(StrEnum):
+    """Why a verdict alone stops an order (gate codes cover the rest)."""
+
+    VERDICT_VETO = "verdict_veto"
+    VERDICT_ESCALATE = "verdict_escalate"
+    VERDICT_ABSTAIN = "verdict_abstain"
+
+
+class Arm(StrEnum):
+    ACTIVE = "active"
+    PINNED = "pinned"
+    CANARY = "canary"
+
+
+@dataclass
+class PipelineDeps:
+    factory: SessionFactory
+    live: LiveState
+    runtime: ReviewRuntime
+    policy: LoadedPolicy
+    live_trading_enabled: bool
+    program_name: str
+    signature_version: str
+    clock: Callable[[], datetime]
+    inflight: dict[str, asyncio.Future[ReviewResponse]] = field(default_factory=dict)
+
+
+def request_hash(request: ReviewRequest) -> str:
+    """Canonical hash: the same order in the same context always hashes the same."""
+    return sha256_hex(canonical_json(request.model_dump(mode="json", by_alias=True)))
+
+
+def audit_unavailable(exc: BaseException) -> ServiceUnavailable:
+    metrics.AUDIT_UNAVAILABLE.inc()
+    event("review.audit_unavailable", logging.ERROR, error=type(exc).__name__)
+    return ServiceUnavailable(
+        "the review could not be recorded; the order must not be sent",
+        code=ErrorCode.AUDIT_UNAVAILABLE,
+        extra={"decision": Decision.REJECT.value},
+    )
+
+
+async def decide(
+    deps: PipelineDeps, request: ReviewRequest, idempotency_key: str | None
+) -> tuple[ReviewResponse, bool]:
+    """Review one order. Returns the response and whether it was a replay of a stored one."""
+    req_hash = request_hash(request)
+    key = idempotency_key or req_hash
+    # Single flight: concurrent copies in this replica wait for the first one's answer.
+    pending = deps.inflight.get(key)
+    if pending is not None:
+        response = await asyncio.shield(pending)
+        if response.request_hash != req_hash:
+            raise _key_conflict()
+        return response, True
+    future: asyncio.Future[ReviewResponse] = asyncio.get_running_loop().create_future()
+    deps.inflight[key] = future
+    try:
+        response, replay = await _decide_once(deps, request, req_hash, key)
+        future.set_result(response)
+        return response, replay
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: waiters re-raise it, nobody logs it as lost
+        raise
+    finally:
+        deps.inflight.pop(key, None)
+
+
+def _key_conflict() -> Conflict:
+    return Conflict(
+        "this Idempotency-Key was used for a different request",
+        code=ErrorCode.IDEMPOTENCY_CONFLICT,
+    )
+
+
+async def _replayed(stored: tuple[str, dict[str, Any]], req_hash: str) -> ReviewResponse:
+    stored_hash, body = stored
+    if stored_hash != req_hash:
+        raise _key_conflict()
+    metrics.IDEMPOTENT_REPLAYS.inc()
+    return ReviewResponse.model_validate(body)
+
+
+async def _decide_once(
+    deps: PipelineDeps, request: ReviewRequest, req_hash: str, key: str
+) -> tuple[ReviewResponse, bool]:
+    t0 = time.perf_counter()
+    now = deps.clock()
+    limits = deps.policy.limits
+    since = now - timedelta(seconds=limits.order_rate.window_seconds)
+    try:
+        async with read_only(deps.factory) as session:
+            stored = await reviews.find_by_key(session, key)
+            if stored is not None:
+                return await _replayed(stored, req_hash), True
+            recent = await reviews.count_submits_since(
+                session, request.decision.strategy_id, since
+            )
+    except _DB_DOWN as exc:
+        raise audit_unavailable(exc) from exc
+    t_read = time.perf_counter()
+
+    controls = deps.live.controls
+    artifact = deps.live.artifact
+    arm = Arm.PINNED if deps.live.pinned_hash else Arm.ACTIVE
+    outcome = await deps.runtime.review(request, artifact, dspy_disabled=controls.dspy_disabled)
+    t_review = time.perf_counter()
+
+    reference = resolve_reference_price(request)
+    plan = plan_order(request, outcome.verdict, reference, limits)
+    ctx = GateContext(
+        request=request,
+        verdict=outcome.verdict,
+        plan=plan,
+        reference=reference,
+        now=now,
+        trading_state=controls.trading_state,
+        live_trading_enabled=deps.live_trading_enabled,
+        recent_orders_for_strategy=recent,
+        current_position_qty=current_position_qty(request),
+    )
+    gates = evaluate(ctx, limits)
+    decision, reasons = _decision(outcome, gates, limits.review.abstain_action)
+    t_gates = time.perf_counter()
+
+    review_id = str(uuid.uuid4())
+    timings = {
+        "read": _ms(t_read - t0),
+        "review": _ms(t_review - t_read),
+        "gates": _ms(t_gates - t_review),
+    }
+    v = outcome.verdict
+    response = ReviewResponse(
+        review_id=review_id,
+        decision=decision,
+        reasons=reasons,
+        order=OrderOut(
+            symbol=request.decision.symbol,
+            action=request.decision.action,
+            qty=plan.qty,
+            order_type=plan.order_type,
+            time_in_force=request.decision.time_in_force,
+            limit_price=plan.limit_price,
+            limit_price_assumed=plan.limit_price_assumed,
+            resized=plan.resized,
+        ),
+        review=ReviewOut(
+            verdict=v.verdict,
+            confidence=v.confidence,
+            confidence_band=confidence_band(v.confidence),
+            uncertainty=v.uncertainty,
+            rationale=v.rationale,
+            risk_flags=list(v.risk_flags),
+            required_checks=list(v.required_checks),
+            adjusted_qty=v.adjusted_qty,
+            adjusted_order_type=v.adjusted_order_type,
+            adjusted_limit_price=v.adjusted_limit_price,
+        ),
+        gates=[GateOut(code=g.code.value, passed=g.passed, reason=g.reason) for g in gates],
+        lineage=LineageOut(
+            artifact_hash=artifact.artifact_hash if artifact else "none",
+            program=artifact.program_name if artifact else deps.program_name,
+            signature_version=artifact.signature_version if artifact else deps.signature_version,
+            executor=outcome.executor.value,
+            model=outcome.model,
+            arm=arm.value,
+            fallback=FallbackOut(
+                used=outcome.fallback is not None,
+                reason=outcome.fallback.value if outcome.fallback else None,
+            ),
+        ),
+        policy_hash=deps.policy.policy_hash,
+        request_hash=req_hash,
+        trading_mode=request.trading_mode,
+        timings_ms=timings,
+    )
+    t_pre_write = time.perf_counter()
+    row = _row(request, response, outcome, key, now)
+    try:
+        async with unit_of_work(deps.factory) as session:
+            await reviews.add(session, row)
+    except IntegrityError:
+        # Another replica (or an earlier attempt) recorded this key first: answer with that.
+        try:
+            async with read_only(deps.factory) as session:
+                stored = await reviews.find_by_key(session, key)
+        except _DB_DOWN as exc:
+            raise audit_unavailable(exc) from exc
+        if stored is None:
+            raise audit_unavailable(RuntimeError("duplicate key but no row")) from None
+        return await _replayed(stored, req_hash), True
+    except _DB_DOWN as exc:
+        raise audit_unavailable(exc) from exc
+    t_end = time.perf_counter()
+    response = response.model_copy(
+        update={"timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)}}
+    )
+
+    metrics.REVIEWS.labels(decision.value, outcome.executor.value, arm.value).inc()
+    metrics.REVIEW_LATENCY.labels(outcome.executor.value).observe(t_end - t0)
+    if outcome.fallback is not None:
+        metrics.FALLBACKS.labels(outcome.fallback.value).inc()
+    for g in gates:
+        if not g.passed:
+            metrics.GATE_FAILURES.labels(g.code.value).inc()
+    return response, False
+
+
+def _decision(
+    outcome: ReviewOutcome, gates: list[GateResult], abstain_action: str
+) -> tuple[Decision, list[str]]:
+    """decision = min(verdict, gates): submit only if the verdict allows and every gate passes."""
+    reasons: list[str] = []
+    verdict = outcome.verdict.verdict
+    if verdict is Verdict.VETO:
+        reasons.append(VerdictReason.VERDICT_VETO.value)
+    elif verdict is Verdict.ESCALATE:
+        reasons.append(VerdictReason.VERDICT_ESCALATE.value)
+    elif verdict is Verdict.ABSTAIN and abstain_action != "submit":
+        reasons.append(VerdictReason.VERDICT_ABSTAIN.value)
+    reasons.extend(g.code.value for g in gates if not g.passed)
+    return (Decision.REJECT if reasons else Decision.SUBMIT), reasons
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _row(
+    request: ReviewRequest,
+    response: ReviewResponse,
+    outcome: ReviewOutcome,
+    key: str,
+    now: datetime,
+) -> dict[str, Any]:
+    body = response.model_dump(mode="json")
+    llm_ms = outcome.llm_latency_ms
+    total_ms = round(sum(response.timings_ms.values()), 3)
+    return {
+        "review_id": response.review_id,
+        "idempotency_key": key,
+        "request_hash": response.request_hash,
+        "request_json": request.model_dump(mode="json", by_alias=True),
+        "strategy_id": request.decision.strategy_id,
+        "symbol": request.decision.symbol,
+        "action": request.decision.action.value,
+        "verdict": response.review.verdict.value,
+        "decision": response.decision.value,
+        "review_json": body["review"],
+        "gates_json": body["gates"],
+        "failed_gates": ",".join(g.code for g in response.gates if not g.passed)[:1000],
+        "response_json": body,
+        "artifact_hash": response.lineage.artifact_hash,
+        "executor": response.lineage.executor,
+        "model": response.lineage.model,
+        "arm": response.lineage.arm,
+        "fallback_reason": response.lineage.fallback.reason,
+        "policy_hash": response.policy_hash,
+        "trading_mode": response.trading_mode.value,
+        "llm_latency_ms": llm_ms,
+        "overhead_ms": round(total_ms - (llm_ms or 0.0), 3),
+        "total_latency_ms": total_ms,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "created_at": now,
+    }

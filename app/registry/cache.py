@@ -1,0 +1,128 @@
+"""What this replica serves: the verified artifact and the operator controls, kept fresh.
+
+A background task polls two cheap version checks (the ACTIVE hash of the program and the
+controls version) every ``controls_refresh_seconds`` (<= 2 s), so a promotion, rollback or
+control change reaches every replica without restart. A row whose content no longer hashes
+to its address is refused and the previous artifact keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from app.controls import repository as controls_repo
+from app.controls.repository import Controls
+from app.db.session import SessionFactory, read_only, unit_of_work
+from app.gates.context import TradingState
+from app.observability import metrics
+from app.observability.logging import event
+from app.registry import repository, service
+from app.registry.artifact import Artifact, ArtifactIntegrityError
+from app.registry.states import ArtifactState
+
+
+class LiveState:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        *,
+        program_name: str,
+        signature_version: str,
+        pinned_hash: str | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._factory = factory
+        self._program = program_name
+        self._signature_version = signature_version
+        self._pinned = pinned_hash
+        self._clock = clock
+        self.artifact: Artifact | None = None
+        # Fail closed until the first read: unknown controls mean no trading.
+        self.controls: Controls = Controls(trading_state=TradingState.HALTED, version=-1)
+        self.controls_loaded = False
+        self.bootstrapped = False
+        self.last_error: str | None = None
+        self._refused: set[str] = set()
+
+    @property
+    def pinned_hash(self) -> str | None:
+        return self._pinned
+
+    async def refresh(self) -> None:
+        """One poll: bootstrap if needed, then reload whatever changed."""
+        if not self.bootstrapped:
+            async with unit_of_work(self._factory) as session:
+                await controls_repo.ensure(session, self._clock())
+            await service.bootstrap_heuristic(
+                self._factory, self._program, self._signature_version, self._clock()
+            )
+            self.bootstrapped = True
+        async with read_only(self._factory) as session:
+            version = await controls_repo.version(session)
+            if version is not None and version != self.controls.version:
+                loaded = await controls_repo.get(session)
+                if loaded is not None:
+                    self._set_controls(loaded)
+            wanted = self._pinned or await repository.hash_in_state(
+                session, self._program, ArtifactState.ACTIVE
+            )
+            current = self.artifact.artifact_hash if self.artifact else None
+            if wanted is not None and wanted != current and wanted not in self._refused:
+                row = await repository.get_by_hash(session, wanted)
+                if row is None:
+                    metrics.ARTIFACT_LOAD_FAILURES.labels("missing").inc()
+                    self.last_error = f"artifact {wanted} not found"
+                    event("artifact.missing", logging.ERROR, artifact_hash=wanted)
+                else:
+                    try:
+                        loaded_artifact = Artifact.verified(
+                            row.artifact_hash, row.manifest, row.program_state
+                        )
+                    except ArtifactIntegrityError as exc:
+                        self._refused.add(wanted)
+                        metrics.ARTIFACT_LOAD_FAILURES.labels("integrity").inc()
+                        self.last_error = str(exc)
+                        event("artifact.refused", logging.ERROR, error=str(exc))
+                    except (KeyError, ValueError) as exc:
+                        self._refused.add(wanted)
+                        metrics.ARTIFACT_LOAD_FAILURES.labels("invalid").inc()
+                        self.last_error = f"artifact {wanted} unreadable: {exc}"
+                        event("artifact.refused", logging.ERROR, error=str(exc))
+                    else:
+                        self._set_artifact(loaded_artifact)
+        self.last_error = None if self.artifact is not None else self.last_error
+
+    def _set_controls(self, controls: Controls) -> None:
+        self.controls = controls
+        self.controls_loaded = True
+        for state in TradingState:
+            metrics.TRADING_STATE.labels(state.value).set(
+                1 if state is controls.trading_state else 0
+            )
+        event("controls.loaded", version=controls.version, state=controls.trading_state.value)
+
+    def _set_artifact(self, artifact: Artifact) -> None:
+        old = self.artifact
+        if old is not None:
+            metrics.ACTIVE_ARTIFACT.remove(old.program_name, old.artifact_hash, old.executor.value)
+        self.artifact = artifact
+        metrics.ACTIVE_ARTIFACT.labels(
+            artifact.program_name, artifact.artifact_hash, artifact.executor.value
+        ).set(1)
+        event("artifact.serving", artifact_hash=artifact.artifact_hash, executor=artifact.executor)
+
+    async def run(self, interval: float) -> None:
+        """Poll forever; a failed poll keeps the last good state and is counted."""
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.STATE_REFRESH_FAILURES.inc()
+                self.last_error = f"refresh failed: {type(exc).__name__}"
+                event("state.refresh_failed", logging.WARNING, error=type(exc).__name__)
+            await asyncio.sleep(interval)

@@ -1,0 +1,116 @@
+"""All registry SQL. Only ``execute``/``flush``: the caller's unit of work commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import ArtifactEventRow, ArtifactRow
+from app.registry.states import ArtifactState
+
+
+async def get_by_hash(session: AsyncSession, artifact_hash: str) -> ArtifactRow | None:
+    result = await session.execute(
+        select(ArtifactRow).where(ArtifactRow.artifact_hash == artifact_hash)
+    )
+    return result.scalar_one_or_none()
+
+
+async def hash_in_state(session: AsyncSession, program: str, state: ArtifactState) -> str | None:
+    """The cheap version check every replica polls."""
+    result = await session.execute(
+        select(ArtifactRow.artifact_hash).where(
+            ArtifactRow.program_name == program, ArtifactRow.state == state.value
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def add(
+    session: AsyncSession,
+    *,
+    artifact_hash: str,
+    manifest: dict[str, Any],
+    program_state: dict[str, Any],
+    lineage: dict[str, Any],
+    now: datetime,
+) -> ArtifactRow:
+    row = ArtifactRow(
+        artifact_hash=artifact_hash,
+        program_name=str(manifest["program_name"]),
+        signature_version=str(manifest["signature_version"]),
+        executor=str(manifest["executor"]),
+        state=ArtifactState.CANDIDATE.value,
+        manifest=manifest,
+        program_state=program_state,
+        lineage=lineage,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def set_state(
+    session: AsyncSession,
+    artifact_hash: str,
+    expected: ArtifactState,
+    target: ArtifactState,
+    now: datetime,
+) -> bool:
+    """Compare-and-set the state; False when another writer moved it first."""
+    result = await session.execute(
+        update(ArtifactRow)
+        .where(ArtifactRow.artifact_hash == artifact_hash, ArtifactRow.state == expected.value)
+        .values(state=target.value, updated_at=now)
+    )
+    return (getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    artifact_hash: str,
+    program_name: str,
+    actor: str,
+    from_state: ArtifactState | None,
+    to_state: ArtifactState,
+    reason: str,
+    evidence_hash: str | None,
+    now: datetime,
+) -> None:
+    session.add(
+        ArtifactEventRow(
+            artifact_hash=artifact_hash,
+            program_name=program_name,
+            actor=actor,
+            from_state=from_state.value if from_state else None,
+            to_state=to_state.value,
+            reason=reason,
+            evidence_hash=evidence_hash,
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def events(session: AsyncSession, artifact_hash: str) -> list[ArtifactEventRow]:
+    result = await session.execute(
+        select(ArtifactEventRow)
+        .where(ArtifactEventRow.artifact_hash == artifact_hash)
+        .order_by(ArtifactEventRow.id)
+    )
+    return list(result.scalars())
+
+
+async def list_for_program(session: AsyncSession, program: str) -> list[ArtifactRow]:
+    result = await session.execute(
+        select(ArtifactRow)
+        .where(ArtifactRow.program_name == program)
+        .order_by(ArtifactRow.created_at, ArtifactRow.id)
+    )
+    return list(result.scalars())

@@ -1,0 +1,164 @@
+"""The service's environment contract: one validated settings class.
+
+Every setting has a working local default so the embedded mode (SQLite, the deterministic
+heuristic artifact, no Jangar) starts with no environment at all. Deprecated variables from the
+system this service replaces are refused at start, by name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEPRECATED_VARIABLES: tuple[str, ...] = (
+    "LLM_PROVIDER",
+    "LLM_SELF_HOSTED_BASE_URL",
+    "LLM_SELF_HOSTED_MODEL",
+    "LLM_SELF_HOSTED_API_KEY",
+    "LLM_ENABLED",
+    "LLM_DSPY_RUNTIME_MODE",
+)
+
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'trade-review.db'}"
+
+
+class SettingsError(Exception):
+    """Configuration problems, one readable line each (never a traceback)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    # --- storage -------------------------------------------------------------------------
+    database_url: str = Field(default_factory=default_database_url)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    db_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+    # --- the rollout design's LLM contract ----------------------------------------------
+    jangar_base_url: str | None = None
+    jangar_api_key: SecretStr | None = None
+    jangar_extra_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    llm_model: str = Field(default="gpt-5.3-codex-spark", min_length=1)
+    llm_dspy_artifact_hash: str | None = None
+    llm_dspy_program_name: str = Field(default="trade-review", min_length=1, max_length=128)
+    llm_dspy_signature_version: str = Field(default="v1", min_length=1, max_length=64)
+    llm_dspy_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    llm_dspy_compile_metrics_policy_ref: str = "config/promotion.yaml"
+    llm_dspy_secret_binding_ref: str = ""
+    llm_dspy_agentrun_ttl_seconds: int = Field(default=3600, ge=60)
+
+    # --- resilience around Jangar ---------------------------------------------------------
+    breaker_window_seconds: float = Field(default=30.0, gt=0)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_cooldown_seconds: float = Field(default=10.0, gt=0)
+    bulkhead_max_concurrent: int = Field(default=64, ge=1)
+
+    # --- service ---------------------------------------------------------------------------
+    admin_token: SecretStr | None = None
+    live_trading_enabled: bool = False
+    policy_path: Path = PROJECT_ROOT / "config" / "policy.yaml"
+    controls_refresh_seconds: float = Field(default=1.0, gt=0, le=2.0)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    @field_validator("jangar_base_url")
+    @classmethod
+    def _check_jangar_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from app.review.jangar_url import normalize_base_url
+
+        normalize_base_url(value)  # raises ValueError with a readable message
+        return value.strip()
+
+    @field_validator("llm_dspy_artifact_hash")
+    @classmethod
+    def _check_hash(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().lower()
+        if not _HASH_RE.match(value):
+            raise ValueError("must be a 64-character lowercase sha256 hex digest")
+        return value
+
+    @field_validator("jangar_extra_headers", mode="before")
+    @classmethod
+    def _parse_headers(cls, value: Any) -> Any:
+        # Accept JSON ({"x-a": "1"}) or "k=v,k2=v2" so a Knative env entry stays readable.
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            if text.startswith("{"):
+                import json
+
+                return json.loads(text)
+            pairs = [p for p in text.split(",") if p.strip()]
+            out: dict[str, str] = {}
+            for pair in pairs:
+                key, sep, val = pair.partition("=")
+                if not sep or not key.strip():
+                    raise ValueError("must be JSON or comma-separated key=value pairs")
+                out[key.strip()] = val.strip()
+            return out
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str) -> str:
+        if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql")):
+            raise ValueError(
+                "must be sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
+            )
+        if value.startswith(("postgresql://", "postgres://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from the environment, refusing deprecated variables by name."""
+    env = os.environ if environ is None else environ
+    problems = [
+        f"{name}: deprecated and no longer read; remove it "
+        "(the review path is DSPy over Jangar only, see JANGAR_BASE_URL / LLM_MODEL)"
+        for name in DEPRECATED_VARIABLES
+        if name in env
+    ]
+    if problems:
+        raise SettingsError(problems)
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        values: dict[str, Any] = {
+            k.lower(): v for k, v in environ.items() if k.lower() in Settings.model_fields
+        }
+        values.update(overrides)
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        lines: list[str] = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError(lines) from None

@@ -1,0 +1,1 @@
+"""Test support: real databases, a TCP fault proxy, request builders."""
