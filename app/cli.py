@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -69,8 +71,6 @@ def controls(
 ) -> None:
     """Show or change the shared operator controls (every replica sees it within 2 s)."""
     settings = _settings()
-    from datetime import UTC, datetime
-
     from app.controls import repository
     from app.db.session import create_engine, create_session_factory, unit_of_work
     from app.gates.context import TradingState
@@ -98,6 +98,125 @@ def controls(
             await engine.dispose()
 
     asyncio.run(run())
+
+
+artifacts = typer.Typer(no_args_is_help=True, help="Artifact registry")
+cli.add_typer(artifacts, name="artifacts")
+
+
+def _run_db(settings: Settings, fn: Any) -> Any:
+    from app.db.session import create_engine, create_session_factory, unit_of_work
+
+    async def run() -> Any:
+        engine = create_engine(settings)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                return await fn(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@artifacts.command("register-live")
+def register_live(
+    state_file: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="program.save() JSON")
+    ],
+    model: Annotated[str | None, typer.Option(help="defaults to LLM_MODEL")] = None,
+    optimizer: Annotated[str | None, typer.Option()] = None,
+    dataset_hash: Annotated[str | None, typer.Option()] = None,
+    actor: Annotated[str, typer.Option()] = "cli",
+) -> None:
+    """Register a dspy_live artifact (as a candidate) from a DSPy program state file."""
+    settings = _settings()
+    import orjson
+
+    from app.registry.artifact import Artifact, live_manifest
+    from app.registry.hashing import artifact_hash
+    from app.registry.service import register
+    from app.review.program import new_program
+
+    state = orjson.loads(state_file.read_bytes())
+    if not isinstance(state, dict):
+        raise typer.BadParameter("state file must hold a JSON object")
+    new_program(state)  # refuse a state the program cannot load, before it is registered
+    manifest = live_manifest(
+        program_name=settings.llm_dspy_program_name,
+        signature_version=settings.llm_dspy_signature_version,
+        model=model or settings.llm_model,
+        optimizer=optimizer,
+        dataset_hash=dataset_hash,
+    )
+    program_state = {"dspy": state}
+    Artifact.verified(artifact_hash(manifest, program_state), manifest, program_state)
+
+    async def go(session: Any) -> str:
+        return await register(
+            session,
+            manifest,
+            program_state,
+            actor=actor,
+            lineage={"source": str(state_file)},
+            now=datetime.now(UTC),
+        )
+
+    print(_run_db(settings, go))
+
+
+@artifacts.command("export-state")
+def export_state(out: Annotated[Path, typer.Option(dir_okay=False)]) -> None:
+    """Write the uncompiled program's state (a starting point for register-live)."""
+    import orjson
+
+    from app.review.program import new_program, program_state
+
+    out.write_bytes(orjson.dumps(program_state(new_program()), option=orjson.OPT_INDENT_2))
+    print(out)
+
+
+@artifacts.command("transition")
+def transition_cmd(
+    artifact_hash: str,
+    to: Annotated[str, typer.Option(help="shadow | canary | active | retired")],
+    actor: Annotated[str, typer.Option()] = "cli",
+    reason: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Move an artifact along the state machine (the transition table decides)."""
+    settings = _settings()
+    from app.registry.service import transition
+    from app.registry.states import ArtifactState
+
+    async def go(session: Any) -> str:
+        before = await transition(
+            session,
+            artifact_hash,
+            ArtifactState(to),
+            actor=actor,
+            reason=reason,
+            evidence_hash=None,
+            now=datetime.now(UTC),
+        )
+        return f"{artifact_hash}: {before} -> {to}"
+
+    print(_run_db(settings, go))
+
+
+@artifacts.command("list")
+def list_cmd() -> None:
+    """List the program's artifacts with their states."""
+    settings = _settings()
+    from app.registry import repository
+
+    async def go(session: Any) -> list[str]:
+        rows = await repository.list_for_program(session, settings.llm_dspy_program_name)
+        return [
+            f"{r.artifact_hash}  {r.state:<9}  {r.executor:<9}  {r.created_at:%Y-%m-%d %H:%M}"
+            for r in rows
+        ]
+
+    for line in _run_db(settings, go):
+        print(line)
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -28,19 +29,34 @@ from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from app.review.live import LiveExecutor
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _error(status: int, code: ErrorCode, message: str, details: Any = None, **extra: Any) -> OrjsonResponse:
+def _error(
+    status: int, code: ErrorCode, message: str, details: Any = None, **extra: Any
+) -> OrjsonResponse:
     metrics.REQUEST_ERRORS.labels(code.value).inc()
     body: dict[str, Any] = {"error": {"code": code.value, "message": message, "details": details}}
     body.update(extra)
     return OrjsonResponse(body, status_code=status)
 
 
-def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor | None:
+    if settings.jangar_base_url is None:
+        return None  # dspy_live artifacts are refused at load with a clear error
+    from app.review.live import LiveExecutor
+
+    return LiveExecutor(settings, http)
+
+
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], datetime] = utc_now
+) -> FastAPI:
     settings = settings or load_settings()
     configure(settings.log_level)
 
@@ -49,12 +65,22 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         policy = load_policy(settings.policy_path)
         engine = create_engine(settings)
         factory = create_session_factory(engine)
+        http = httpx.AsyncClient(
+            # The review deadline bounds each call; these only stop a dead peer early.
+            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
+            limits=httpx.Limits(
+                max_connections=settings.bulkhead_max_concurrent,
+                max_keepalive_connections=settings.bulkhead_max_concurrent,
+            ),
+        )
+        runtime = ReviewRuntime(_live_executor(settings, http))
         live = LiveState(
             factory,
             program_name=settings.llm_dspy_program_name,
             signature_version=settings.llm_dspy_signature_version,
             pinned_hash=settings.llm_dspy_artifact_hash,
             clock=clock,
+            prepare=runtime.prepare,
         )
         try:
             await live.refresh()
@@ -63,7 +89,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         app.state.pipeline = PipelineDeps(
             factory=factory,
             live=live,
-            runtime=ReviewRuntime(),
+            runtime=runtime,
             policy=policy,
             live_trading_enabled=settings.live_trading_enabled,
             program_name=settings.llm_dspy_program_name,
@@ -78,6 +104,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            await http.aclose()
             await engine.dispose()
 
     app = FastAPI(

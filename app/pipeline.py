@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -104,7 +104,10 @@ def audit_unavailable(exc: BaseException) -> ServiceUnavailable:
 
 
 async def decide(
-    deps: PipelineDeps, request: ReviewRequest, idempotency_key: str | None
+    deps: PipelineDeps,
+    request: ReviewRequest,
+    idempotency_key: str | None,
+    trace_headers: Mapping[str, str] | None = None,
 ) -> tuple[ReviewResponse, bool]:
     """Review one order. Returns the response and whether it was a replay of a stored one."""
     req_hash = request_hash(request)
@@ -119,7 +122,7 @@ async def decide(
     future: asyncio.Future[ReviewResponse] = asyncio.get_running_loop().create_future()
     deps.inflight[key] = future
     try:
-        response, replay = await _decide_once(deps, request, req_hash, key)
+        response, replay = await _decide_once(deps, request, req_hash, key, trace_headers or {})
         future.set_result(response)
         return response, replay
     except BaseException as exc:
@@ -146,7 +149,11 @@ async def _replayed(stored: tuple[str, dict[str, Any]], req_hash: str) -> Review
 
 
 async def _decide_once(
-    deps: PipelineDeps, request: ReviewRequest, req_hash: str, key: str
+    deps: PipelineDeps,
+    request: ReviewRequest,
+    req_hash: str,
+    key: str,
+    trace_headers: Mapping[str, str],
 ) -> tuple[ReviewResponse, bool]:
     t0 = time.perf_counter()
     now = deps.clock()
@@ -157,9 +164,7 @@ async def _decide_once(
             stored = await reviews.find_by_key(session, key)
             if stored is not None:
                 return await _replayed(stored, req_hash), True
-            recent = await reviews.count_submits_since(
-                session, request.decision.strategy_id, since
-            )
+            recent = await reviews.count_submits_since(session, request.decision.strategy_id, since)
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
     t_read = time.perf_counter()
@@ -167,7 +172,9 @@ async def _decide_once(
     controls = deps.live.controls
     artifact = deps.live.artifact
     arm = Arm.PINNED if deps.live.pinned_hash else Arm.ACTIVE
-    outcome = await deps.runtime.review(request, artifact, dspy_disabled=controls.dspy_disabled)
+    outcome = await deps.runtime.review(
+        request, artifact, dspy_disabled=controls.dspy_disabled, trace_headers=trace_headers
+    )
     t_review = time.perf_counter()
 
     reference = resolve_reference_price(request)
@@ -193,6 +200,8 @@ async def _decide_once(
         "review": _ms(t_review - t_read),
         "gates": _ms(t_gates - t_review),
     }
+    if outcome.llm_latency_ms is not None:
+        timings["llm"] = outcome.llm_latency_ms
     v = outcome.verdict
     response = ReviewResponse(
         review_id=review_id,
@@ -257,7 +266,9 @@ async def _decide_once(
         raise audit_unavailable(exc) from exc
     t_end = time.perf_counter()
     response = response.model_copy(
-        update={"timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)}}
+        update={
+            "timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)}
+        }
     )
 
     metrics.REVIEWS.labels(decision.value, outcome.executor.value, arm.value).inc()
@@ -299,7 +310,8 @@ def _row(
 ) -> dict[str, Any]:
     body = response.model_dump(mode="json")
     llm_ms = outcome.llm_latency_ms
-    total_ms = round(sum(response.timings_ms.values()), 3)
+    t = response.timings_ms
+    total_ms = round(t["read"] + t["review"] + t["gates"], 3)
     return {
         "review_id": response.review_id,
         "idempotency_key": key,

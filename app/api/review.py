@@ -16,6 +16,9 @@ from app.review.schemas import ErrorResponse, ReviewRequest, ReviewResponse
 
 router = APIRouter()
 
+# W3C trace context travels on to Jangar so one trace spans the whole decision.
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Body is not valid JSON"},
     409: {"model": ErrorResponse, "description": "Idempotency-Key reused for another request"},
@@ -80,8 +83,13 @@ async def review(
 ) -> Response:
     raw = await read_body(request, request.app.state.settings.max_body_bytes)
     payload = parse_review_request(raw)
-    result, replay = await decide(pipeline, payload, idempotency_key)
-    headers = {"X-Idempotent-Replay": "true" if replay else "false"}
+    trace = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
+    result, replay = await decide(pipeline, payload, idempotency_key, trace)
+    llm_ms = result.timings_ms.get("llm", 0.0)
+    headers = {
+        "X-Idempotent-Replay": "true" if replay else "false",
+        "X-Review-Overhead-Ms": f"{result.timings_ms.get('total', 0.0) - llm_ms:.3f}",
+    }
     return Response(
         orjson.dumps(result.model_dump(mode="json")), media_type="application/json", headers=headers
     )

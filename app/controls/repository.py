@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,10 +57,8 @@ async def ensure(session: AsyncSession, now: datetime) -> None:
             updated_at=now,
         )
     )
-    try:
+    with contextlib.suppress(IntegrityError):  # another replica created it first
         await session.flush()
-    except IntegrityError:
-        pass
 
 
 async def update(

@@ -9,9 +9,7 @@ _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
 )  # fmt: skip
 
-REVIEWS = Counter(
-    "trade_review_reviews_total", "Reviews answered", ["decision", "executor", "arm"]
-)
+REVIEWS = Counter("trade_review_reviews_total", "Reviews answered", ["decision", "executor", "arm"])
 GATE_FAILURES = Counter("trade_review_gate_failures_total", "Gate failures", ["gate"])
 REVIEW_LATENCY = Histogram(
     "trade_review_review_latency_seconds",
@@ -44,4 +42,23 @@ TRADING_STATE = Gauge(
 )
 STATE_REFRESH_FAILURES = Counter(
     "trade_review_state_refresh_failures_total", "Failed polls of controls/registry"
+)
+
+# --- Jangar (the dspy_live executor) ---------------------------------------------------------
+JANGAR_CALLS = Counter(
+    "trade_review_jangar_calls_total",
+    "Jangar call attempts by outcome (closed set: ok, timeout, transport_error, http_error, "
+    "rate_limited, schema_invalid, circuit_open, bulkhead_full)",
+    ["outcome"],
+)
+JANGAR_LATENCY = Histogram(
+    "trade_review_jangar_latency_seconds",
+    "Jangar program call latency (deadline included)",
+    ["outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+JANGAR_TOKENS = Counter("trade_review_jangar_tokens_total", "Tokens used", ["kind"])
+JANGAR_IN_FLIGHT = Gauge("trade_review_jangar_in_flight", "Jangar calls in flight")
+BREAKER_STATE = Gauge(
+    "trade_review_jangar_breaker_state", "Circuit breaker state (1 = current)", ["state"]
 )

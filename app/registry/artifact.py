@@ -61,3 +61,26 @@ def heuristic_bootstrap(
     }
     state: dict[str, Any] = {"heuristic": {"version": 1, "params": dict(DEFAULT_PARAMS)}}
     return manifest, state
+
+
+def live_manifest(
+    *,
+    program_name: str,
+    signature_version: str,
+    model: str,
+    optimizer: str | None,
+    dataset_hash: str | None,
+    compile_config_hash: str | None = None,
+    lm_params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Manifest of a dspy_live artifact (its program state travels beside it)."""
+    return {
+        "program_name": program_name,
+        "signature_version": signature_version,
+        "executor": ExecutorKind.DSPY_LIVE.value,
+        "model": model,
+        "lm_params": lm_params or {},
+        "optimizer": optimizer,
+        "dataset_hash": dataset_hash,
+        "compile_config_hash": compile_config_hash,
+    }

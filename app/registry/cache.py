@@ -33,12 +33,15 @@ class LiveState:
         signature_version: str,
         pinned_hash: str | None,
         clock: Callable[[], datetime],
+        prepare: Callable[[Artifact], None] | None = None,
     ) -> None:
         self._factory = factory
         self._program = program_name
         self._signature_version = signature_version
         self._pinned = pinned_hash
         self._clock = clock
+        # Builds whatever the artifact needs (its DSPy program); raising refuses the artifact.
+        self._prepare = prepare
         self.artifact: Artifact | None = None
         # Fail closed until the first read: unknown controls mean no trading.
         self.controls: Controls = Controls(trading_state=TradingState.HALTED, version=-1)
@@ -81,6 +84,8 @@ class LiveState:
                         loaded_artifact = Artifact.verified(
                             row.artifact_hash, row.manifest, row.program_state
                         )
+                        if self._prepare is not None:
+                            self._prepare(loaded_artifact)
                     except ArtifactIntegrityError as exc:
                         self._refused.add(wanted)
                         metrics.ARTIFACT_LOAD_FAILURES.labels("integrity").inc()

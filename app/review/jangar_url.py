@@ -28,6 +28,7 @@ def normalize_base_url(url: str) -> str:
     segments = [s for s in path.split("/") if s]
     if segments and segments[-1] in ("v1", "openai", "chat", "completions"):
         raise ValueError(
-            f"JANGAR_BASE_URL must be the Jangar root, optionally ending in /openai/v1 (got {url!r})"
+            "JANGAR_BASE_URL must be the Jangar root, optionally ending in /openai/v1 "
+            f"(got {url!r})"
         )
     return f"{parts.scheme}://{parts.netloc}{path}{_SUFFIX}/chat/completions"

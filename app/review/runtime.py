@@ -6,13 +6,20 @@ deterministic heuristic answers and the closed ``FallbackReason`` says why.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from app.observability.logging import event
 from app.registry.artifact import Artifact
 from app.registry.states import ExecutorKind
 from app.review import heuristic
 from app.review.schemas import ReviewRequest, ReviewVerdict
+
+if TYPE_CHECKING:
+    from app.review.live import LiveExecutor
 
 
 class FallbackReason(StrEnum):
@@ -50,7 +57,19 @@ def heuristic_params(artifact: Artifact | None) -> dict[str, float] | None:
 
 
 class ReviewRuntime:
-    """Chooses the executor for an artifact; the live LLM executor plugs in here."""
+    """Chooses the executor for an artifact and turns every LLM failure into a fallback."""
+
+    def __init__(self, live: LiveExecutor | None = None) -> None:
+        self.live = live
+
+    def prepare(self, artifact: Artifact) -> None:
+        """Refuse (raise) an artifact this replica cannot serve, before it is swapped in."""
+        if artifact.executor is ExecutorKind.DSPY_LIVE:
+            if self.live is None:
+                raise ValueError(
+                    "a dspy_live artifact needs JANGAR_BASE_URL, which is not set on this service"
+                )
+            self.live.prepare(artifact)
 
     async def review(
         self,
@@ -58,6 +77,7 @@ class ReviewRuntime:
         artifact: Artifact | None,
         *,
         dspy_disabled: bool,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> ReviewOutcome:
         if artifact is None:
             return self._fallback(request, None, FallbackReason.ARTIFACT_UNAVAILABLE)
@@ -66,13 +86,36 @@ class ReviewRuntime:
             return ReviewOutcome(verdict, ExecutorKind.HEURISTIC, None, None, None)
         if dspy_disabled:
             return self._fallback(request, artifact, FallbackReason.DSPY_DISABLED)
-        # No live executor is wired in this build: fail over to the heuristic, visibly.
-        return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)
+        if self.live is None:
+            return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)
+        try:
+            result = await self.live.review(request, artifact, trace_headers or {})
+        except Exception as exc:  # the artifact's program could not be built
+            event("review.artifact_unusable", logging.ERROR, error=repr(exc))
+            return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)
+        if result.verdict is None:
+            outcome = self._fallback(request, artifact, FallbackReason(result.outcome.value))
+            return ReviewOutcome(
+                outcome.verdict,
+                outcome.executor,
+                outcome.model,
+                outcome.fallback,
+                result.latency_ms,
+            )
+        return ReviewOutcome(
+            result.verdict,
+            ExecutorKind.DSPY_LIVE,
+            self.live.model,
+            None,
+            result.latency_ms,
+            result.prompt_tokens,
+            result.completion_tokens,
+        )
 
-    @staticmethod
     def _fallback(
-        request: ReviewRequest, artifact: Artifact | None, reason: FallbackReason
+        self, request: ReviewRequest, artifact: Artifact | None, reason: FallbackReason
     ) -> ReviewOutcome:
-        verdict = heuristic.review(request, None)
-        model = artifact.model if artifact is not None else None
+        # The bootstrap heuristic's defaults answer: an LLM artifact carries no heuristic params.
+        verdict = heuristic.review(request, heuristic_params(artifact))
+        model = self.live.model if self.live is not None else None
         return ReviewOutcome(verdict, ExecutorKind.HEURISTIC, model, reason, None)

@@ -1,0 +1,241 @@
+"""The ``dspy_live`` executor: the artifact's DSPy program over Jangar, under one deadline.
+
+Order of checks per call: breaker (``circuit_open``) -> bulkhead (``bulkhead_full``) -> the
+program call inside ``asyncio.timeout(LLM_DSPY_TIMEOUT_SECONDS)``. At the deadline the task is
+cancelled, which closes the HTTP stream (the gateway sees the disconnect), and the caller's
+heuristic answers. Every outcome is one of a closed set, so metric labels stay bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import dspy  # pyright: ignore[reportMissingTypeStubs]
+import httpx
+from dspy.utils.exceptions import (  # pyright: ignore[reportMissingTypeStubs]
+    AdapterParseError,
+    LMProviderError,
+    LMRateLimitError,
+    LMServerError,
+    LMTimeoutError,
+    LMTransportError,
+)
+from pydantic import ValidationError
+
+from app.observability import metrics
+from app.observability.logging import event
+from app.registry.artifact import Artifact
+from app.review.jangar import JangarEngine, build_lm, call_headers
+from app.review.jangar_url import normalize_base_url
+from app.review.program import TradeReviewProgram, new_program, prediction_fields, program_inputs
+from app.review.resilience import BreakerState, Bulkhead, CircuitBreaker
+from app.review.schemas import ReviewRequest, ReviewVerdict
+from app.settings import Settings
+
+
+class CallOutcome(StrEnum):
+    """How one Jangar attempt ended (the ``outcome`` label of the call metrics)."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    TRANSPORT_ERROR = "transport_error"
+    HTTP_ERROR = "http_error"
+    RATE_LIMITED = "rate_limited"
+    SCHEMA_INVALID = "schema_invalid"
+    CIRCUIT_OPEN = "circuit_open"
+    BULKHEAD_FULL = "bulkhead_full"
+
+
+# Outcomes that say the gateway is unhealthy (they feed the breaker). A schema-invalid answer
+# came back fine over the wire: it is the model's fault, not the gateway's.
+_GATEWAY_FAILURES = frozenset(
+    {
+        CallOutcome.TIMEOUT,
+        CallOutcome.TRANSPORT_ERROR,
+        CallOutcome.HTTP_ERROR,
+        CallOutcome.RATE_LIMITED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    outcome: CallOutcome
+    verdict: ReviewVerdict | None
+    latency_ms: float | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class JangarNotConfigured(Exception):
+    """A dspy_live artifact cannot serve without JANGAR_BASE_URL."""
+
+
+def classify(exc: BaseException) -> CallOutcome:
+    """Map a failure of the program call to the closed outcome set."""
+    if isinstance(exc, TimeoutError | LMTimeoutError):
+        return CallOutcome.TIMEOUT
+    if isinstance(exc, AdapterParseError | ValidationError | ValueError | TypeError):
+        return CallOutcome.SCHEMA_INVALID
+    if isinstance(exc, LMRateLimitError):
+        return CallOutcome.RATE_LIMITED
+    if isinstance(exc, LMServerError):
+        return CallOutcome.HTTP_ERROR
+    if isinstance(exc, LMTransportError):
+        return CallOutcome.TRANSPORT_ERROR
+    if isinstance(exc, LMProviderError):
+        # An error frame (provider_code set) or an HTTP status is the gateway answering with
+        # an error; anything else (malformed body) is a broken exchange.
+        status = getattr(exc, "status", None)
+        if status is not None or getattr(exc, "provider_code", None):
+            return CallOutcome.HTTP_ERROR
+        return CallOutcome.TRANSPORT_ERROR
+    return CallOutcome.TRANSPORT_ERROR
+
+
+def to_verdict(fields: Mapping[str, Any]) -> ReviewVerdict:
+    """Re-validate the program's output against our schema (raises ``ValidationError``)."""
+    data = dict(fields)
+    rationale = data.get("rationale")
+    if isinstance(rationale, str):
+        # Advisory prose: an over-long rationale is cut, not treated as a broken answer.
+        data["rationale"] = rationale.strip()[:280]
+    for name in ("risk_flags", "required_checks"):
+        if data.get(name) is None:
+            data[name] = []
+        elif isinstance(data[name], list):
+            data[name] = [str(x)[:64] for x in data[name]][:32]  # pyright: ignore[reportUnknownVariableType]
+    for name in ("adjusted_qty", "adjusted_limit_price"):
+        value = data.get(name)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            data[name] = Decimal(str(value))
+    return ReviewVerdict.model_validate(data)
+
+
+class LiveExecutor:
+    """Owns the Jangar LM, the compiled programs per artifact, the breaker and the bulkhead."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        if settings.jangar_base_url is None:
+            raise JangarNotConfigured("JANGAR_BASE_URL is not set")
+        self.model = settings.llm_model
+        engine = JangarEngine(
+            client,
+            normalize_base_url(settings.jangar_base_url),
+            settings.llm_model,
+            settings.jangar_api_key.get_secret_value() if settings.jangar_api_key else None,
+            settings.jangar_extra_headers,
+        )
+        self._lm = build_lm(engine, settings.llm_model)
+        # Pinned adapter; its silent second call through JSONAdapter is switched off.
+        self._adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
+        self._deadline = settings.llm_dspy_timeout_seconds
+        self._programs: OrderedDict[str, TradeReviewProgram] = OrderedDict()
+        self.breaker = CircuitBreaker(
+            window_seconds=settings.breaker_window_seconds,
+            min_calls=settings.breaker_min_calls,
+            failure_rate=settings.breaker_failure_rate,
+            cooldown_seconds=settings.breaker_cooldown_seconds,
+            clock=time.monotonic,
+            on_change=_breaker_changed,
+        )
+        _breaker_changed(BreakerState.CLOSED)
+        self.bulkhead = Bulkhead(settings.bulkhead_max_concurrent)
+
+    def prepare(self, artifact: Artifact) -> None:
+        """Build (and cache) the artifact's program; raises if its state cannot be loaded."""
+        if artifact.artifact_hash in self._programs:
+            self._programs.move_to_end(artifact.artifact_hash)
+            return
+        state = artifact.program_state.get("dspy")
+        if state is not None and not isinstance(state, dict):
+            raise ValueError("program_state.dspy must be an object")
+        self._programs[artifact.artifact_hash] = new_program(state)  # pyright: ignore[reportUnknownArgumentType]
+        while len(self._programs) > 4:  # active + canary + shadow + one being replaced
+            self._programs.popitem(last=False)
+
+    async def review(
+        self, request: ReviewRequest, artifact: Artifact, trace_headers: Mapping[str, str]
+    ) -> LiveResult:
+        if not self.breaker.allow():
+            metrics.JANGAR_CALLS.labels(CallOutcome.CIRCUIT_OPEN.value).inc()
+            return LiveResult(CallOutcome.CIRCUIT_OPEN, None, None)
+        if not self.bulkhead.try_acquire():
+            self.breaker.release_probe()
+            metrics.JANGAR_CALLS.labels(CallOutcome.BULKHEAD_FULL.value).inc()
+            return LiveResult(CallOutcome.BULKHEAD_FULL, None, None)
+        try:
+            self.prepare(artifact)
+        except Exception:
+            self.bulkhead.release()
+            self.breaker.release_probe()
+            raise
+        metrics.JANGAR_IN_FLIGHT.inc()
+        start = time.perf_counter()
+        token = call_headers.set(trace_headers)
+        try:
+            program = self._programs[artifact.artifact_hash]
+            async with asyncio.timeout(self._deadline):
+                with dspy.context(
+                    lm=self._lm, adapter=self._adapter, disable_history=True, track_usage=True
+                ):
+                    prediction = await program.acall(**program_inputs(request))
+            verdict = to_verdict(prediction_fields(prediction))
+        except Exception as exc:  # the LLM path never fails a review: it falls back
+            outcome = classify(exc)
+            elapsed = time.perf_counter() - start
+            self._finish(outcome, elapsed)
+            event(
+                "jangar.call_failed",
+                logging.WARNING,
+                outcome=outcome.value,
+                error=type(exc).__name__,
+                latency_ms=round(elapsed * 1000, 1),
+            )
+            return LiveResult(outcome, None, round(elapsed * 1000, 3))
+        finally:
+            call_headers.reset(token)
+            self.bulkhead.release()
+            metrics.JANGAR_IN_FLIGHT.dec()
+        elapsed = time.perf_counter() - start
+        self._finish(CallOutcome.OK, elapsed)
+        prompt, completion = _usage(prediction)
+        if prompt is not None:
+            metrics.JANGAR_TOKENS.labels("prompt").inc(prompt)
+        if completion is not None:
+            metrics.JANGAR_TOKENS.labels("completion").inc(completion)
+        return LiveResult(CallOutcome.OK, verdict, round(elapsed * 1000, 3), prompt, completion)
+
+    def _finish(self, outcome: CallOutcome, elapsed: float) -> None:
+        self.breaker.record(outcome not in _GATEWAY_FAILURES)
+        metrics.JANGAR_CALLS.labels(outcome.value).inc()
+        metrics.JANGAR_LATENCY.labels(outcome.value).observe(elapsed)
+
+
+def _breaker_changed(state: BreakerState) -> None:
+    for s in BreakerState:
+        metrics.BREAKER_STATE.labels(s.value).set(1 if s is state else 0)
+    event("jangar.breaker", state=state.value)
+
+
+def _usage(prediction: Any) -> tuple[int | None, int | None]:
+    try:
+        usage = prediction.get_lm_usage() or {}
+    except AttributeError:
+        return None, None
+    prompt = completion = 0
+    found = False
+    for per_model in usage.values():
+        if isinstance(per_model, dict):
+            found = True
+            prompt += int(per_model.get("prompt_tokens") or 0)  # pyright: ignore[reportUnknownArgumentType,reportUnknownMemberType]
+            completion += int(per_model.get("completion_tokens") or 0)  # pyright: ignore[reportUnknownArgumentType,reportUnknownMemberType]
+    return (prompt, completion) if found else (None, None)

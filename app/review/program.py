@@ -1,0 +1,93 @@
+"""The DSPy review program: a typed Signature (docstring = the reviewer's task) and a Module.
+
+This module and ``jangar``/``live`` are the only ones that import dspy; everything they return
+is re-validated against ``ReviewVerdict`` so dspy's loose typing stops here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import dspy  # pyright: ignore[reportMissingTypeStubs]
+
+from app.review.schemas import ReviewRequest
+
+PROGRAM_NAME = "trade-review"
+SIGNATURE_VERSION = "v1"
+
+
+class TradeReviewSignature(dspy.Signature):
+    """You are the pre-trade risk reviewer of a systematic trading desk.
+
+    Review ONE proposed order from an automated strategy before it reaches the broker. Decide:
+    approve (send as proposed), adjust (send smaller, or as a safer order type), veto (do not
+    send), abstain (no opinion), or escalate (a human must look). Weigh the market context risk
+    flags and staleness, the spread, volatility, the regime (high entropy means an uncertain
+    regime: be defensive), the portfolio exposure after the trade, and recent rejected orders.
+    Never propose a quantity larger than the order's; deterministic risk gates run after you
+    and have the final word. Keep the rationale under 280 characters and factual.
+    """
+
+    order: dict[str, Any] = dspy.InputField(desc="the proposed order and the strategy's reasons")
+    portfolio: dict[str, Any] = dspy.InputField(desc="equity, cash, exposure, positions")
+    market: dict[str, Any] = dspy.InputField(desc="latest quote for the symbol (may be empty)")
+    market_context: dict[str, Any] = dspy.InputField(
+        desc="market-context bundle: freshness, quality, risk flags, domains (may be empty)"
+    )
+    recent_decisions: list[dict[str, Any]] = dspy.InputField(desc="recent orders of the strategy")
+    policy: dict[str, Any] = dspy.InputField(desc="bounds for any adjustment")
+
+    verdict: Literal["approve", "veto", "adjust", "abstain", "escalate"] = dspy.OutputField()
+    confidence: float = dspy.OutputField(desc="0.0 to 1.0")
+    uncertainty: Literal["low", "medium", "high"] = dspy.OutputField()
+    rationale: str = dspy.OutputField(desc="at most 280 characters")
+    risk_flags: list[str] = dspy.OutputField(desc="short snake_case risk labels")
+    required_checks: list[str] = dspy.OutputField(desc="checks a human must do, or []")
+    adjusted_qty: float | None = dspy.OutputField(desc="new quantity when verdict is adjust")
+    adjusted_order_type: Literal["market", "limit", "stop", "stop_limit"] | None = dspy.OutputField(
+        desc="new order type when verdict is adjust, else null"
+    )
+    adjusted_limit_price: float | None = dspy.OutputField(desc="limit price if adjusted")
+
+
+class TradeReviewProgram(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.review = dspy.Predict(TradeReviewSignature)
+
+    async def aforward(self, **inputs: Any) -> dspy.Prediction:
+        return await self.review.acall(**inputs)
+
+
+def program_inputs(request: ReviewRequest) -> dict[str, Any]:
+    """The request's relevant parts, as separate typed inputs (not one opaque blob)."""
+    dumped = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {
+        "order": dumped["decision"],
+        "portfolio": dumped["portfolio"],
+        "market": dumped.get("market") or {},
+        "market_context": dumped.get("market_context") or {},
+        "recent_decisions": dumped.get("recent_decisions", [])[-20:],
+        "policy": dumped["policy"],
+    }
+
+
+def new_program(state: dict[str, Any] | None = None) -> TradeReviewProgram:
+    """A program, optionally with an artifact's saved state (instructions, demos) loaded."""
+    program = TradeReviewProgram()
+    if state:
+        program.load_state(state)
+    return program
+
+
+def program_state(program: TradeReviewProgram) -> dict[str, Any]:
+    state: dict[str, Any] = program.dump_state()
+    return state
+
+
+def prediction_fields(prediction: Any) -> dict[str, Any]:
+    names = (
+        "verdict", "confidence", "uncertainty", "rationale", "risk_flags", "required_checks",
+        "adjusted_qty", "adjusted_order_type", "adjusted_limit_price",
+    )  # fmt: skip
+    return {name: getattr(prediction, name, None) for name in names}
