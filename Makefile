@@ -38,3 +38,11 @@ fmt: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache var
+
+STUB_PORT ?= 8181
+stub: install
+	$(PY) -m jangar_stub --port $(STUB_PORT) --behaviour valid
+
+run-live: install
+	$(PY) -m app.cli migrate
+	JANGAR_BASE_URL=http://127.0.0.1:$(STUB_PORT) PORT=$(PORT) exec $(PY) -m app.cli serve

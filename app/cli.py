@@ -6,7 +6,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -137,9 +137,10 @@ def register_live(
     from app.registry.service import register
     from app.review.program import new_program
 
-    state = orjson.loads(state_file.read_bytes())
-    if not isinstance(state, dict):
+    loaded: Any = orjson.loads(state_file.read_bytes())
+    if not isinstance(loaded, dict):
         raise typer.BadParameter("state file must hold a JSON object")
+    state: dict[str, Any] = cast(dict[str, Any], loaded)
     new_program(state)  # refuse a state the program cannot load, before it is registered
     manifest = live_manifest(
         program_name=settings.llm_dspy_program_name,
@@ -148,7 +149,7 @@ def register_live(
         optimizer=optimizer,
         dataset_hash=dataset_hash,
     )
-    program_state = {"dspy": state}
+    program_state: dict[str, Any] = {"dspy": state}
     Artifact.verified(artifact_hash(manifest, program_state), manifest, program_state)
 
     async def go(session: Any) -> str:

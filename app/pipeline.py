@@ -85,7 +85,9 @@ class PipelineDeps:
     program_name: str
     signature_version: str
     clock: Callable[[], datetime]
-    inflight: dict[str, asyncio.Future[ReviewResponse]] = field(default_factory=dict)
+    inflight: dict[str, asyncio.Future[ReviewResponse]] = field(
+        default_factory=dict[str, "asyncio.Future[ReviewResponse]"]
+    )
 
 
 def request_hash(request: ReviewRequest) -> str:

@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql")):
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql", "postgres://")):
             raise ValueError(
                 "must be sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
             )

@@ -6,7 +6,7 @@ rolls back on any exception. Nothing else in the code base calls ``commit``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,7 +68,7 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 @asynccontextmanager
-async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+async def unit_of_work(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
     """The only commit/rollback boundary."""
     async with factory() as session:
         try:
@@ -80,7 +80,7 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def read_only(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+async def read_only(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
     """A session for reads; anything it touched is rolled back."""
     async with factory() as session:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,7 +77,7 @@ def load_policy(path: Path) -> LoadedPolicy:
     """Parse and validate the policy file; raises ``ValueError`` with the file named."""
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw) or {}
+        data: Any = yaml.safe_load(raw) or {}
         limits = PolicyLimits.model_validate(data)
     except Exception as exc:
         raise ValueError(f"policy file {path} is invalid: {exc}") from exc

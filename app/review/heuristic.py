@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from app.review.schemas import (
     Action,
@@ -85,9 +85,9 @@ def _volatility(request: ReviewRequest) -> float | None:
         if v is not None:
             return abs(v)
     if request.market_context is not None:
-        tech = request.market_context.domains.get("technicals")
+        tech: Any = request.market_context.domains.get("technicals")
         if isinstance(tech, dict):
-            payload: Any = tech.get("payload", tech)
+            payload: Any = cast(dict[str, Any], tech).get("payload", tech)
             if isinstance(payload, dict):
                 for key in ("realized_vol", "volatility", "atr_pct"):
                     v = _num(payload.get(key))  # pyright: ignore[reportUnknownMemberType,reportUnknownArgumentType]
@@ -201,15 +201,23 @@ def review(request: ReviewRequest, params: dict[str, float] | None = None) -> Re
         factor = Decimal(str(max(0.25, 1.0 - risk)))
         qty = request.decision.qty * factor
         qty = round_down_like(qty, request.decision.qty)
-        if qty > 0:
+        if qty <= 0:
+            # Too small to shrink: the defensive answer is not to trade.
             return ReviewVerdict(
-                verdict=Verdict.ADJUST,
-                confidence=round(0.55 + (p["veto_threshold"] - risk) / 2, 4),
+                verdict=Verdict.VETO,
+                confidence=round(0.5 + risk / 2, 4),
                 uncertainty=Uncertainty.MEDIUM,
-                rationale=f"Heuristic reduce to {factor:.2f}x (risk {risk:.2f}): {notes}."[:280],
+                rationale=f"Heuristic veto (risk {risk:.2f}, too small to reduce): {notes}."[:280],
                 risk_flags=flags[:32],
-                adjusted_qty=qty,
             )
+        return ReviewVerdict(
+            verdict=Verdict.ADJUST,
+            confidence=round(0.55 + (p["veto_threshold"] - risk) / 2, 4),
+            uncertainty=Uncertainty.MEDIUM,
+            rationale=f"Heuristic reduce to {factor:.2f}x (risk {risk:.2f}): {notes}."[:280],
+            risk_flags=flags[:32],
+            adjusted_qty=qty,
+        )
     return ReviewVerdict(
         verdict=Verdict.APPROVE,
         confidence=round(max(0.55, 0.9 - risk), 4),

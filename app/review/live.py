@@ -1,3 +1,5 @@
+# pyright: reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (dspy ships no type information; its loose typing is contained in this module.)
 """The ``dspy_live`` executor: the artifact's DSPy program over Jangar, under one deadline.
 
 Order of checks per call: breaker (``circuit_open``) -> bulkhead (``bulkhead_full``) -> the

@@ -1,3 +1,5 @@
+# pyright: reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false
+# (dspy ships no type information; its loose typing is contained in this module.)
 """The DSPy review program: a typed Signature (docstring = the reviewer's task) and a Module.
 
 This module and ``jangar``/``live`` are the only ones that import dspy; everything they return

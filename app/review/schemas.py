@@ -115,7 +115,7 @@ class PortfolioIn(_Open):
     total_exposure: NonNegDecimal | None = None
     exposure_by_symbol: dict[str, FiniteDecimal] = Field(default_factory=dict)
     # Broker position dicts, passed through as the scheduler sends them.
-    positions: list[dict[str, Any]] = Field(default_factory=list, max_length=5000)
+    positions: list[dict[str, Any]] = Field(default_factory=list[dict[str, Any]], max_length=5000)
 
 
 class MarketIn(_Open):
@@ -165,9 +165,11 @@ class ReviewRequest(BaseModel):
     portfolio: PortfolioIn
     market: MarketIn | None = None
     market_context: MarketContextIn | None = None
-    recent_decisions: list[RecentDecisionIn] = Field(default_factory=list, max_length=1000)
+    recent_decisions: list[RecentDecisionIn] = Field(
+        default_factory=list[RecentDecisionIn], max_length=1000
+    )
     account: dict[str, Any] = Field(default_factory=dict)
-    positions: list[dict[str, Any]] = Field(default_factory=list, max_length=5000)
+    positions: list[dict[str, Any]] = Field(default_factory=list[dict[str, Any]], max_length=5000)
     policy: PolicyIn = Field(default_factory=PolicyIn)
     trading_mode: TradingMode = TradingMode.PAPER
     prompt_version: str | None = Field(default=None, max_length=64)

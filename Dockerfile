@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# trade-review: one uvicorn worker per container (Knative scales replicas, not workers).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/app/.venv \
+    PATH=/app/.venv/bin:$PATH \
+    PORT=8080
+
+WORKDIR /app
+
+# Dependencies first (cached layer); hash-pinned, as in development.
+COPY requirements/ requirements/
+RUN python -m venv /app/.venv \
+    && pip install --no-cache-dir --require-hashes -r requirements/bootstrap.txt \
+    && uv pip install --no-cache --python /app/.venv/bin/python --require-hashes -r requirements/runtime.txt
+
+COPY alembic.ini ./
+COPY migrations/ migrations/
+COPY config/ config/
+COPY app/ app/
+
+RUN useradd --system --uid 10001 --home-dir /app reviewer \
+    && mkdir -p /app/var && chown reviewer /app/var
+USER 10001
+
+EXPOSE 8080
+# Migrations run as a separate Job in the cluster (knative/migrate-job.yaml).
+CMD ["python", "-m", "app", "serve"]
