@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from app.gates.context import OrderPlan, ReferencePrice, resolve_limit_price
 from app.gates.limits import PolicyLimits
-from app.review.schemas import OrderType, ReviewRequest, ReviewVerdict, Verdict, round_down_like
+from app.review.schemas import (
+    OrderType,
+    ReviewRequest,
+    ReviewVerdict,
+    Verdict,
+    round_down_like,
+    round_up_like,
+)
 
 
 def plan_order(
@@ -45,6 +52,11 @@ def plan_order(
     low, high = decision.qty * min_mult, decision.qty * max_mult
     clamped = min(max(wanted, low), high)
     qty = round_down_like(clamped, decision.qty)
+    if qty < low:
+        # Rounding down fell under the minimum: take the smallest step that honours it.
+        qty = round_up_like(low, decision.qty)
+        if qty > high:
+            return _replace(base, problem=f"no quantity in [{low}, {high}] at order precision")
     notes: list[str] = []
     if clamped != wanted:
         notes.append(f"adjusted qty {wanted} clamped to [{low}, {high}]")

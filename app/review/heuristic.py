@@ -149,17 +149,19 @@ def _signals(request: ReviewRequest, p: dict[str, float]) -> tuple[list[_Signal]
     elif band == "medium":
         out.append(_Signal("regime_entropy_medium", p["entropy_medium_points"], "regime mixed"))
 
+    # Decimal arithmetic: a tiny positive equity must not underflow to a float zero.
     equity = request.portfolio.equity
-    if price and equity and equity > 0:
-        current = float(request.portfolio.exposure_by_symbol.get(request.decision.symbol, 0))
-        delta = float(request.decision.qty) * price
+    if price and equity is not None and equity > 0:
+        current = request.portfolio.exposure_by_symbol.get(request.decision.symbol, Decimal(0))
+        delta = request.decision.qty * Decimal(str(price))
         post = current + delta if request.decision.action is Action.BUY else current - delta
-        if abs(post) > abs(current) and abs(post) / float(equity) >= p["exposure_warn_pct"]:
+        share = abs(post) / equity
+        if abs(post) > abs(current) and share >= Decimal(str(p["exposure_warn_pct"])):
             out.append(
                 _Signal(
                     "concentrated_exposure",
                     p["exposure_points"],
-                    f"post-trade exposure {abs(post) / float(equity):.0%} of equity",
+                    f"post-trade exposure {float(min(share, Decimal(1_000_000))):.0%} of equity",
                 )
             )
 

@@ -16,7 +16,7 @@ from app.observability.logging import event
 from app.registry.artifact import Artifact
 from app.registry.states import ExecutorKind
 from app.review import heuristic
-from app.review.schemas import ReviewRequest, ReviewVerdict
+from app.review.schemas import ReviewRequest, ReviewVerdict, Uncertainty, Verdict
 
 if TYPE_CHECKING:
     from app.review.live import LiveExecutor
@@ -56,6 +56,21 @@ def heuristic_params(artifact: Artifact | None) -> dict[str, float] | None:
     return None
 
 
+def safe_heuristic(request: ReviewRequest, params: dict[str, float] | None) -> ReviewVerdict:
+    """The heuristic, failing closed: a scorer crash on odd input is a veto, never a 500."""
+    try:
+        return heuristic.review(request, params)
+    except Exception as exc:
+        event("review.heuristic_failed", logging.ERROR, error=repr(exc))
+        return ReviewVerdict(
+            verdict=Verdict.VETO,
+            confidence=1.0,
+            uncertainty=Uncertainty.HIGH,
+            rationale="Reviewer could not score this request; failing closed.",
+            risk_flags=["reviewer_error"],
+        )
+
+
 class ReviewRuntime:
     """Chooses the executor for an artifact and turns every LLM failure into a fallback."""
 
@@ -82,7 +97,7 @@ class ReviewRuntime:
         if artifact is None:
             return self._fallback(request, None, FallbackReason.ARTIFACT_UNAVAILABLE)
         if artifact.executor is ExecutorKind.HEURISTIC:
-            verdict = heuristic.review(request, heuristic_params(artifact))
+            verdict = safe_heuristic(request, heuristic_params(artifact))
             return ReviewOutcome(verdict, ExecutorKind.HEURISTIC, None, None, None)
         if dspy_disabled:
             return self._fallback(request, artifact, FallbackReason.DSPY_DISABLED)
@@ -116,6 +131,6 @@ class ReviewRuntime:
         self, request: ReviewRequest, artifact: Artifact | None, reason: FallbackReason
     ) -> ReviewOutcome:
         # The bootstrap heuristic's defaults answer: an LLM artifact carries no heuristic params.
-        verdict = heuristic.review(request, heuristic_params(artifact))
+        verdict = safe_heuristic(request, heuristic_params(artifact))
         model = self.live.model if self.live is not None else None
         return ReviewOutcome(verdict, ExecutorKind.HEURISTIC, model, reason, None)

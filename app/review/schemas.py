@@ -9,7 +9,7 @@ Decimals are accepted as strings or numbers; NaN and infinities never pass.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -275,8 +275,17 @@ def confidence_band(confidence: float) -> Literal["low", "medium", "high"]:
     return "low"
 
 
-def round_down_like(qty: Decimal, original: Decimal) -> Decimal:
-    """Round ``qty`` down to the decimal places of ``original`` (whole shares stay whole)."""
+def _step(original: Decimal) -> Decimal:
     exponent = original.normalize().as_tuple().exponent
     places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return qty.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    return Decimal(1).scaleb(-places)
+
+
+def round_down_like(qty: Decimal, original: Decimal) -> Decimal:
+    """Round ``qty`` down to the decimal places of ``original`` (whole shares stay whole)."""
+    return qty.quantize(_step(original), rounding=ROUND_DOWN)
+
+
+def round_up_like(qty: Decimal, original: Decimal) -> Decimal:
+    """Round ``qty`` up to the decimal places of ``original``."""
+    return qty.quantize(_step(original), rounding=ROUND_UP)
