@@ -5,7 +5,10 @@
      +-- PayloadTooLarge (413)         payload_too_large
      +-- RequestInvalid (422)          validation_error (details: field paths)
      +-- Unauthorized (401)            unauthorized
-     +-- Conflict (409)                idempotency_conflict, invalid_transition, ...
+     +-- NotFound (404)                not_found
+     +-- Conflict (409)                idempotency_conflict, invalid_transition,
+                                       transition_conflict, outcome_conflict,
+                                       E_LEARN_GATE_FAILED, E_LEARN_APPROVAL_MISSING
      +-- ServiceUnavailable (503)      audit_unavailable, admin_disabled, not_ready
 
 Codes are a closed vocabulary (``ErrorCode``); clients may branch on them.
@@ -28,6 +31,11 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     INVALID_TRANSITION = "invalid_transition"
+    TRANSITION_CONFLICT = "transition_conflict"
+    OUTCOME_CONFLICT = "outcome_conflict"
+    E_LEARN_GATE_FAILED = "E_LEARN_GATE_FAILED"
+    E_LEARN_APPROVAL_MISSING = "E_LEARN_APPROVAL_MISSING"
+    E_LEARN_DRIFT_BREACH = "E_LEARN_DRIFT_BREACH"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     ADMIN_DISABLED = "admin_disabled"
     NOT_READY = "not_ready"

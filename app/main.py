@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import health, metrics_route, review
+from app.api import admin, health, metrics_route, outcomes, review
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -118,6 +118,8 @@ def create_app(
     app.include_router(review.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
+    app.include_router(outcomes.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> OrjsonResponse:

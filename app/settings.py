@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(default=10.0, gt=0)
     bulkhead_max_concurrent: int = Field(default=64, ge=1)
 
+    # --- learning lanes and promotion ---------------------------------------------------
+    learn_shadow_duration_days: float = Field(default=7.0, ge=0)
+    learn_gate_delta_sharpe: float | None = None  # overrides config/promotion.yaml
+    learn_gate_maxdd_tol: float | None = Field(default=None, ge=0)
+
     # --- service ---------------------------------------------------------------------------
     admin_token: SecretStr | None = None
     live_trading_enabled: bool = False

@@ -18,7 +18,15 @@ from app.main import create_app
 from app.settings import Settings, load_settings
 from tests.support import db
 
-TABLES = ("artifact_events", "llm_decision_reviews", "llm_dspy_workflow_artifacts", "service_controls")
+TABLES = (
+    "artifact_evidence",
+    "artifact_events",
+    "lane_outputs",
+    "review_outcomes",
+    "llm_decision_reviews",
+    "llm_dspy_workflow_artifacts",
+    "service_controls",
+)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -117,7 +117,12 @@ class ArtifactEventRow(Base):
     evidence_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
-    __table_args__ = (Index("ix_artifact_events_hash", "artifact_hash", "id"),)
+    __table_args__ = (
+        Index("ix_artifact_events_hash", "artifact_hash", "id"),
+        Index(
+            "ix_artifact_events_program_transition", "program_name", "from_state", "to_state", "id"
+        ),
+    )
 
 
 class ServiceControlsRow(Base):
@@ -133,3 +138,60 @@ class ServiceControlsRow(Base):
     updated_by: Mapped[str] = mapped_column(String(128), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ArtifactEvidenceRow(Base):
+    """Evidence attached to an artifact: scorecards, approvals, denials (append-only)."""
+
+    __tablename__ = "artifact_evidence"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    artifact_hash: Mapped[str] = mapped_column(
+        String(64), ForeignKey("llm_dspy_workflow_artifacts.artifact_hash"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    evidence_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_evidence_artifact_kind", "artifact_hash", "kind", "id"),)
+
+
+class ReviewOutcomeRow(Base):
+    """What happened to a reviewed order (fill, realized P&L over a horizon)."""
+
+    __tablename__ = "review_outcomes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    review_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("llm_decision_reviews.review_id"), nullable=False
+    )
+    horizon_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    filled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    fill_price: Mapped[float | None] = mapped_column(Float)
+    fill_qty: Mapped[float | None] = mapped_column(Float)
+    realized_pnl: Mapped[float | None] = mapped_column(Float)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("uq_outcome_review_horizon", "review_id", "horizon_seconds", unique=True),
+    )
+
+
+class LaneOutputRow(Base):
+    """A lane run's hashed, reproducible output (dataset, compile, eval)."""
+
+    __tablename__ = "lane_outputs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lane: Mapped[str] = mapped_column(String(32), nullable=False)
+    output_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    artifact_hash: Mapped[str | None] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_lane_outputs_lane_hash", "lane", "output_hash"),)

@@ -114,3 +114,58 @@ async def list_for_program(session: AsyncSession, program: str) -> list[Artifact
         .order_by(ArtifactRow.created_at, ArtifactRow.id)
     )
     return list(result.scalars())
+
+
+async def entered_state_at(
+    session: AsyncSession, artifact_hash: str, state: ArtifactState
+) -> datetime | None:
+    result = await session.execute(
+        select(ArtifactEventRow.created_at)
+        .where(ArtifactEventRow.artifact_hash == artifact_hash)
+        .where(ArtifactEventRow.to_state == state.value)
+        .order_by(ArtifactEventRow.id.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def last_known_good(session: AsyncSession, program: str, exclude: str | None) -> str | None:
+    """The artifact most recently retired from ACTIVE that is still retired (and retained)."""
+    stmt = (
+        select(ArtifactEventRow.artifact_hash)
+        .join(ArtifactRow, ArtifactRow.artifact_hash == ArtifactEventRow.artifact_hash)
+        .where(
+            ArtifactEventRow.program_name == program,
+            ArtifactEventRow.from_state == ArtifactState.ACTIVE.value,
+            ArtifactEventRow.to_state == ArtifactState.RETIRED.value,
+            ArtifactRow.state == ArtifactState.RETIRED.value,
+        )
+        .order_by(ArtifactEventRow.id.desc())
+        .limit(1)
+    )
+    if exclude is not None:
+        stmt = stmt.where(ArtifactEventRow.artifact_hash != exclude)
+    result = await session.execute(stmt)
+    return result.scalar_one_or_none()
+
+
+async def prune_retired_state(session: AsyncSession, program: str, keep: int, now: datetime) -> int:
+    """Drop the program state of retired artifacts beyond the newest ``keep`` (rows and their
+    history stay; a pruned artifact no longer hashes, so it can never serve again)."""
+    result = await session.execute(
+        select(ArtifactRow)
+        .where(
+            ArtifactRow.program_name == program, ArtifactRow.state == ArtifactState.RETIRED.value
+        )
+        .order_by(ArtifactRow.updated_at.desc(), ArtifactRow.id.desc())
+        .offset(keep)
+    )
+    pruned = 0
+    for row in result.scalars():
+        if row.program_state.get("pruned"):
+            continue
+        row.program_state = {"pruned": True}
+        row.lineage = {**row.lineage, "pruned_at": now.isoformat()}
+        pruned += 1
+    await session.flush()
+    return pruned

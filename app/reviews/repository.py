@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ReviewRow
+from app.db.models import ReviewOutcomeRow, ReviewRow
 
 
 async def find_by_key(session: AsyncSession, key: str) -> tuple[str, dict[str, Any]] | None:
@@ -43,3 +43,58 @@ async def add(session: AsyncSession, values: dict[str, Any]) -> None:
 async def get_by_review_id(session: AsyncSession, review_id: str) -> ReviewRow | None:
     result = await session.execute(select(ReviewRow).where(ReviewRow.review_id == review_id))
     return result.scalar_one_or_none()
+
+
+async def find_outcome(
+    session: AsyncSession, review_id: str, horizon_seconds: int
+) -> dict[str, Any] | None:
+    result = await session.execute(
+        select(ReviewOutcomeRow.payload).where(
+            ReviewOutcomeRow.review_id == review_id,
+            ReviewOutcomeRow.horizon_seconds == horizon_seconds,
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def add_outcome(
+    session: AsyncSession, review_id: str, payload: dict[str, Any], now: datetime
+) -> None:
+    session.add(
+        ReviewOutcomeRow(
+            review_id=review_id,
+            horizon_seconds=payload["horizon_seconds"],
+            filled=payload["filled"],
+            fill_price=payload.get("fill_price"),
+            fill_qty=payload.get("fill_qty"),
+            realized_pnl=payload.get("realized_pnl"),
+            payload=payload,
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def reviews_with_outcomes(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[ReviewRow, list[ReviewOutcomeRow]]]:
+    """Reviews in ``[since, until)`` with their recorded outcomes (dataset-build lane)."""
+    rows = list(
+        (
+            await session.execute(
+                select(ReviewRow)
+                .where(ReviewRow.created_at >= since, ReviewRow.created_at < until)
+                .order_by(ReviewRow.created_at, ReviewRow.id)
+            )
+        ).scalars()
+    )
+    ids = [r.review_id for r in rows]
+    outcomes: dict[str, list[ReviewOutcomeRow]] = {}
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start : chunk_start + 500]
+        result = await session.execute(
+            select(ReviewOutcomeRow).where(ReviewOutcomeRow.review_id.in_(chunk))
+        )
+        for o in result.scalars():
+            outcomes.setdefault(o.review_id, []).append(o)
+    return [(r, outcomes.get(r.review_id, [])) for r in rows]

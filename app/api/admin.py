@@ -1,0 +1,228 @@
+"""Operator endpoints. Never open: ``Authorization: Bearer <ADMIN_TOKEN>`` (constant-time
+compare) or 401; 503 ``admin_disabled`` when no token is configured. The acting operator
+(``X-Operator``, default ``admin``) is recorded on every event."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+
+from app.api.deps import PipelineDep
+from app.controls import repository as controls_repo
+from app.db.session import read_only, unit_of_work
+from app.errors import Conflict, ErrorCode, NotFound, ServiceUnavailable, Unauthorized
+from app.gates.context import TradingState
+from app.registry import evidence, repository, service
+from app.registry.promotion import load_promotion_policy
+from app.registry.states import ArtifactState, InvalidTransition
+from app.settings import Settings
+
+
+def require_admin(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_operator: Annotated[str | None, Header(max_length=128)] = None,
+) -> str:
+    settings: Settings = request.app.state.settings
+    if settings.admin_token is None:
+        raise ServiceUnavailable(
+            "admin API disabled: ADMIN_TOKEN is not set", code=ErrorCode.ADMIN_DISABLED
+        )
+    expected = f"Bearer {settings.admin_token.get_secret_value()}".encode()
+    if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+        raise Unauthorized("missing or wrong admin bearer token")
+    return f"operator:{x_operator or 'admin'}"
+
+
+ActorDep = Annotated[str, Depends(require_admin)]
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: ArtifactState
+    reason: str = Field(default="", max_length=1000)
+    approval: dict[str, Any] | None = None
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=1000)
+
+
+class ControlsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trading_state: TradingState | None = None
+    dspy_disabled: bool | None = None
+    routing_disabled: bool | None = None
+    reason: str = Field(default="", max_length=1000)
+
+
+def _artifact_json(row: Any) -> dict[str, Any]:
+    return {
+        "artifact_hash": row.artifact_hash,
+        "program_name": row.program_name,
+        "signature_version": row.signature_version,
+        "executor": row.executor,
+        "state": row.state,
+        "manifest": row.manifest,
+        "lineage": row.lineage,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+@router.get("/artifacts")
+async def list_artifacts(pipeline: PipelineDep, _: ActorDep) -> dict[str, Any]:
+    async with read_only(pipeline.factory) as session:
+        rows = await repository.list_for_program(session, pipeline.program_name)
+    served = pipeline.live.artifact
+    return {
+        "program": pipeline.program_name,
+        "pinned_hash": pipeline.live.pinned_hash,
+        "served_hash": served.artifact_hash if served else None,
+        "artifacts": [_artifact_json(r) for r in rows],
+    }
+
+
+@router.get("/artifacts/{artifact_hash}")
+async def show_artifact(artifact_hash: str, pipeline: PipelineDep, _: ActorDep) -> dict[str, Any]:
+    async with read_only(pipeline.factory) as session:
+        row = await repository.get_by_hash(session, artifact_hash)
+        if row is None:
+            raise NotFound(f"artifact {artifact_hash} not found")
+        events = await repository.events(session, artifact_hash)
+        evid = await evidence.all_for(session, artifact_hash)
+    return {
+        **_artifact_json(row),
+        "events": [
+            {
+                "actor": e.actor,
+                "from": e.from_state,
+                "to": e.to_state,
+                "reason": e.reason,
+                "evidence_hash": e.evidence_hash,
+                "at": e.created_at.isoformat(),
+            }
+            for e in events
+        ],
+        "evidence": [
+            {"kind": e.kind, "hash": e.evidence_hash, "payload": e.payload, "actor": e.actor}
+            for e in evid
+        ],
+    }
+
+
+@router.post("/artifacts/{artifact_hash}/transition")
+async def transition_artifact(
+    artifact_hash: str, body: TransitionIn, request: Request, pipeline: PipelineDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Promote (shadow/canary/active: evidence checked), retire, or re-activate."""
+    settings: Settings = request.app.state.settings
+    policy = load_promotion_policy(
+        settings.policy_path.parent / "promotion.yaml",
+        {
+            "min_delta_sharpe": settings.learn_gate_delta_sharpe,
+            "max_drawdown_tolerance": settings.learn_gate_maxdd_tol,
+        },
+    )
+    now = pipeline.clock()
+    try:
+        async with unit_of_work(pipeline.factory) as session:
+            if body.to is ArtifactState.RETIRED:
+                before = await service.transition(
+                    session,
+                    artifact_hash,
+                    body.to,
+                    actor=actor,
+                    reason=body.reason,
+                    evidence_hash=None,
+                    now=now,
+                )
+                await service.prune_retired(session, pipeline.program_name, now)
+                result = service.PromotionResult(True, None, [], before)
+            else:
+                result = await service.promote(
+                    session,
+                    artifact_hash,
+                    body.to,
+                    actor=actor,
+                    policy=policy,
+                    shadow_days=settings.learn_shadow_duration_days,
+                    approval=body.approval,
+                    reason=body.reason,
+                    now=now,
+                )
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+    except InvalidTransition as exc:
+        raise Conflict(str(exc), code=ErrorCode.INVALID_TRANSITION) from None
+    except (service.TransitionConflict, IntegrityError) as exc:
+        raise Conflict(
+            f"transition lost a race: {exc}", code=ErrorCode.TRANSITION_CONFLICT
+        ) from None
+    if not result.promoted:
+        assert result.code is not None
+        raise Conflict(
+            f"promotion to {body.to} denied",
+            code=ErrorCode(result.code.value),
+            details={"reasons": result.reasons},
+        )
+    return {"artifact_hash": artifact_hash, "from": result.from_state, "to": body.to}
+
+
+@router.post("/artifacts/rollback")
+async def rollback_artifact(
+    body: RollbackIn, pipeline: PipelineDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Re-point ACTIVE to the last-known-good artifact; every replica follows within 2 s."""
+    try:
+        async with unit_of_work(pipeline.factory) as session:
+            restored, replaced = await service.rollback(
+                session,
+                pipeline.program_name,
+                actor=actor,
+                reason=body.reason,
+                now=pipeline.clock(),
+            )
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+    except (service.TransitionConflict, IntegrityError) as exc:
+        raise Conflict(f"rollback lost a race: {exc}", code=ErrorCode.TRANSITION_CONFLICT) from None
+    return {"restored": restored, "replaced": replaced}
+
+
+@router.get("/controls")
+async def get_controls(pipeline: PipelineDep, _: ActorDep) -> dict[str, Any]:
+    c = pipeline.live.controls
+    return {
+        "trading_state": c.trading_state,
+        "dspy_disabled": c.dspy_disabled,
+        "routing_disabled": c.routing_disabled,
+        "version": c.version,
+    }
+
+
+@router.post("/controls")
+async def set_controls(body: ControlsIn, pipeline: PipelineDep, actor: ActorDep) -> dict[str, Any]:
+    """Change trading state / kill switches for every replica (seen within 2 s)."""
+    async with unit_of_work(pipeline.factory) as session:
+        c = await controls_repo.update(
+            session,
+            actor=actor,
+            reason=body.reason,
+            now=pipeline.clock(),
+            trading_state=body.trading_state,
+            dspy_disabled=body.dspy_disabled,
+            routing_disabled=body.routing_disabled,
+        )
+    return {
+        "trading_state": c.trading_state,
+        "dspy_disabled": c.dspy_disabled,
+        "routing_disabled": c.routing_disabled,
+        "version": c.version,
+    }
