@@ -6,6 +6,7 @@ rolls back on any exception. Nothing else in the code base calls ``commit``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,15 +76,15 @@ async def unit_of_work(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
             yield session
             await session.commit()
         except BaseException:
-            await session.rollback()
+            # A dead connection can fail the rollback too; the original error is what matters.
+            with contextlib.suppress(Exception):
+                await session.rollback()
             raise
 
 
 @asynccontextmanager
 async def read_only(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
-    """A session for reads; anything it touched is rolled back."""
+    """A session for reads. Closing it ends the transaction without expiring loaded rows,
+    so they stay readable after the connection went back to the pool."""
     async with factory() as session:
-        try:
-            yield session
-        finally:
-            await session.rollback()
+        yield session
