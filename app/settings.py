@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,6 +147,21 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+class _ExplicitSettings(Settings):
+    """Settings from the given mapping only (the process environment is not consulted)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from the environment, refusing deprecated variables by name."""
     env = os.environ if environ is None else environ
@@ -160,7 +180,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             k.lower(): v for k, v in environ.items() if k.lower() in Settings.model_fields
         }
         values.update(overrides)
-        return Settings.model_validate(values)
+        return _ExplicitSettings(**values)
     except ValidationError as exc:
         lines: list[str] = []
         for err in exc.errors():

@@ -44,20 +44,21 @@ async def version(session: AsyncSession) -> int | None:
 async def ensure(session: AsyncSession, now: datetime) -> None:
     if await session.get(ServiceControlsRow, 1) is not None:
         return
-    session.add(
-        ServiceControlsRow(
-            id=1,
-            trading_state=TradingState.ACTIVE.value,
-            dspy_disabled=False,
-            routing_disabled=False,
-            version=1,
-            updated_by="system:bootstrap",
-            reason="initial controls",
-            updated_at=now,
-        )
-    )
-    with contextlib.suppress(IntegrityError):  # another replica created it first
-        await session.flush()
+    # A savepoint: losing the race to another replica must not poison the caller's unit.
+    with contextlib.suppress(IntegrityError):
+        async with session.begin_nested():
+            session.add(
+                ServiceControlsRow(
+                    id=1,
+                    trading_state=TradingState.ACTIVE.value,
+                    dspy_disabled=False,
+                    routing_disabled=False,
+                    version=1,
+                    updated_by="system:bootstrap",
+                    reason="initial controls",
+                    updated_at=now,
+                )
+            )
 
 
 async def update(
