@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import PipelineDep
+from app.api.responses import error_responses
 from app.controls import repository as controls_repo
 from app.db.session import read_only, unit_of_work
 from app.errors import Conflict, ErrorCode, NotFound, ServiceUnavailable, Unauthorized
@@ -39,7 +40,9 @@ def require_admin(
 
 
 ActorDep = Annotated[str, Depends(require_admin)]
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], responses=error_responses(401, 404, 409, 422, 503)
+)
 
 
 class TransitionIn(BaseModel):

@@ -22,7 +22,13 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: database reachable and an artifact loaded",
-    responses={503: {"description": "Not ready"}},
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+        503: {
+            "description": "Not ready",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     pipeline: PipelineDeps = request.app.state.pipeline

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import PipelineDep
+from app.api.responses import error_responses
 from app.db.session import read_only, unit_of_work
 from app.errors import Conflict, ErrorCode, NotFound
 from app.reviews import repository as reviews
@@ -37,7 +38,7 @@ class OutcomeOut(BaseModel):
 @router.post(
     "/reviews/{review_id}/outcome",
     response_model=OutcomeOut,
-    responses={404: {"description": "Unknown review"}, 409: {"description": "Conflicting outcome"}},
+    responses=error_responses(404, 409, 422),
 )
 async def record_outcome(review_id: str, body: OutcomeIn, pipeline: PipelineDep) -> OutcomeOut:
     payload: dict[str, Any] = body.model_dump()

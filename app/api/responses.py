@@ -11,3 +11,21 @@ from fastapi.responses import JSONResponse
 class OrjsonResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers (every one has the ``ErrorResponse`` shape)."""
+    from app.review.schemas import ErrorResponse
+
+    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+_DESCRIPTIONS = {
+    400: "Body is not valid JSON",
+    401: "Missing or wrong admin token",
+    404: "Not found",
+    409: "Conflict (idempotency key, state transition, promotion evidence, outcome)",
+    413: "Body too large",
+    422: "Request fails validation",
+    503: "Unavailable (audit store down, admin disabled)",
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Request
@@ -10,22 +10,17 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.api.deps import PipelineDep
+from app.api.responses import error_responses
 from app.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestInvalid
 from app.pipeline import decide
-from app.review.schemas import ErrorResponse, ReviewRequest, ReviewResponse
+from app.review.schemas import ReviewRequest, ReviewResponse
 
 router = APIRouter()
 
 # W3C trace context travels on to Jangar so one trace spans the whole decision.
 _TRACE_HEADERS = ("traceparent", "tracestate")
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Body is not valid JSON"},
-    409: {"model": ErrorResponse, "description": "Idempotency-Key reused for another request"},
-    413: {"model": ErrorResponse, "description": "Body too large"},
-    422: {"model": ErrorResponse, "description": "Request fails validation"},
-    503: {"model": ErrorResponse, "description": "Review could not be recorded (reject)"},
-}
+_ERRORS = error_responses(400, 409, 413, 422, 503)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

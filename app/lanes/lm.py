@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import dspy  # pyright: ignore[reportMissingTypeStubs]
@@ -58,9 +58,20 @@ class _LoopThread:
     def stop(self) -> None:
         if self.loop.is_closed():
             return
+        # Finish abandoned response streams (async generators) before the loop goes away.
+        self.run(self._drain())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+    async def _drain(self) -> None:
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()
 
 
 class _BridgeEngine:
@@ -120,6 +131,8 @@ class LaneLM:
         )
         self._calls = 0
         self._count_lock = threading.Lock()
+        # Called with the running call count (progress display); must not block.
+        self.on_call: Callable[[int], None] | None = None
         self._thread: _LoopThread | None = None
         self._client: httpx.AsyncClient | None = None
         self._lm: dspy.LM | None = None
@@ -191,6 +204,9 @@ class LaneLM:
             raise lm15.TimeoutError("lane run deadline passed", provider=PROVIDER)
         with self._count_lock:
             self._calls += 1
+            count = self._calls
+        if self.on_call is not None:
+            self.on_call(count)
         try:
             async with asyncio.timeout(self._call_timeout_s):
                 return await self._engine.complete(request)
