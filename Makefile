@@ -46,3 +46,8 @@ stub: install
 run-live: install
 	$(PY) -m app.cli migrate
 	JANGAR_BASE_URL=http://127.0.0.1:$(STUB_PORT) PORT=$(PORT) exec $(PY) -m app.cli serve
+
+# Benchmarks (never part of `make test`): every scenario of bench/README.md, < 10 min with the
+# defaults; BENCH_RUNS / BENCH_DURATION / BENCH_SCENARIOS override. Writes bench/RESULTS.md.
+bench: install
+	bash bench/run.sh

@@ -2,10 +2,22 @@
 
 from jangar_stub.server import (
     DEFAULT_ANSWER,
+    AnswerRule,
     Behaviour,
     JangarStub,
     RecordedRequest,
+    answer_for,
     chat_adapter_content,
+    requested_fields,
 )
 
-__all__ = ["DEFAULT_ANSWER", "Behaviour", "JangarStub", "RecordedRequest", "chat_adapter_content"]
+__all__ = [
+    "DEFAULT_ANSWER",
+    "AnswerRule",
+    "Behaviour",
+    "JangarStub",
+    "RecordedRequest",
+    "answer_for",
+    "chat_adapter_content",
+    "requested_fields",
+]

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import re
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
@@ -72,6 +74,135 @@ DEFAULT_ANSWER: Mapping[str, object] = MappingProxyType(
 _SCHEMA_INVALID_OVERRIDES: Mapping[str, object] = MappingProxyType(
     {"verdict": "maybe", "confidence": "high"}
 )
+
+
+# ---------------------------------------------------------------------- requested fields
+#
+# Optimizers (MIPROv2's instruction proposer, GEPA's reflection) call the LM with signatures
+# other than the review one. ChatAdapter lists the output fields it wants in the system message
+# ("Your output fields are:" then "1. `name` (type): desc"), so the stub answers exactly those:
+# review fields from the configured answer (a review field missing from it stays missing, so
+# tests can still provoke parse failures), any other field with deterministic plausible text.
+
+_OUTPUT_HEADER = "Your output fields are:"
+_OUTPUT_END = "All interactions will be structured"
+_FIELD_LINE = re.compile(r"^\d+\. `(?P<name>\w+)` \((?P<type>[^\n]*?)\):")
+_LITERAL_OPTION = re.compile(r"'((?:[^'\\]|\\.)*)'")
+_REVIEW_FIELDS = frozenset(DEFAULT_ANSWER)
+_INSTRUCTION_FIELDS = frozenset({"proposed_instruction", "new_instruction", "instruction"})
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRule:
+    """Override answer fields when the request's last user message contains ``contains``.
+
+    A deterministic stand-in for a model that reads the inputs: e.g. veto when the market
+    context carries an ``earnings_window`` flag. With ``instructions_contain`` the rule also
+    needs that text in the system message, i.e. the model only acts on the inputs when its
+    instructions tell it to (what gives a prompt optimizer something to find). Matching is
+    case-insensitive.
+    """
+
+    contains: str
+    fields: Mapping[str, object]
+    instructions_contain: str | None = None
+
+    def applies(self, user_text: str, system_text: str) -> bool:
+        if self.contains.lower() not in user_text:
+            return False
+        wanted = self.instructions_contain
+        return wanted is None or wanted.lower() in system_text
+
+
+def requested_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, type) of the output fields a ChatAdapter request asks for; [] if none listed."""
+    text = _system_text(body)
+    if _OUTPUT_HEADER not in text:
+        return []
+    section = text.split(_OUTPUT_HEADER, 1)[1].split(_OUTPUT_END, 1)[0]
+    out: list[tuple[str, str]] = []
+    for line in section.splitlines():
+        match = _FIELD_LINE.match(line.strip())
+        if match:
+            out.append((match["name"], match["type"].strip()))
+    return out
+
+
+def answer_for(
+    body: Mapping[str, Any], answer: Mapping[str, object], rules: Sequence[AnswerRule] = ()
+) -> dict[str, object]:
+    """The fields the stub sends for ``body`` (same request -> same answer)."""
+    wanted = requested_fields(body)
+    last_user = _last_user_text(body).lower()
+    system = " ".join(_system_text(body).lower().split())
+    effective = dict(answer)
+    for rule in rules:
+        if rule.applies(last_user, system):
+            effective.update(rule.fields)
+    if not wanted:
+        return effective  # not a ChatAdapter prompt: the configured answer, as before
+    digest = hashlib.sha256(json.dumps(_messages(body), sort_keys=True).encode()).hexdigest()
+    out: dict[str, object] = {}
+    for name, type_text in wanted:
+        if name in effective:
+            out[name] = effective[name]
+        elif name not in _REVIEW_FIELDS:
+            out[name] = _plausible(name, type_text, digest)
+    return out
+
+
+def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return []
+    return [m for m in messages if isinstance(m, dict)]  # pyright: ignore[reportUnknownVariableType]
+
+
+def _system_text(body: Mapping[str, Any]) -> str:
+    for message in _messages(body):
+        if message.get("role") == "system" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
+def _last_user_text(body: Mapping[str, Any]) -> str:
+    for message in reversed(_messages(body)):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
+def _plausible(name: str, type_text: str, digest: str) -> object:
+    """A deterministic value a model could have written for a field of this type."""
+    t = type_text.replace(" ", "")
+    if t.startswith("Union[") and "NoneType" in t:
+        return None
+    if t.startswith("Literal["):
+        options = _LITERAL_OPTION.findall(type_text)
+        return options[0] if options else ""
+    if t == "bool":
+        return True
+    if t == "int":
+        return 1
+    if t == "float":
+        return 0.5
+    if t.startswith(("list", "List", "tuple")):
+        return []
+    if t.startswith(("dict", "Dict")):
+        return {}
+    if name in _INSTRUCTION_FIELDS:
+        return (
+            "You are the pre-trade risk reviewer of a systematic trading desk. Veto any order "
+            "whose market context carries event risk (earnings window, pending news, halts); "
+            "approve small, liquid orders with fresh context; shrink orders when spread, "
+            "volatility or regime entropy are elevated. Keep the rationale short and factual. "
+            f"(variant {digest[:8]})"
+        )
+    label = name.replace("_", " ")
+    return (
+        f"{label.capitalize()} ({digest[:8]}): orders are reviewed for event risk, liquidity, "
+        "exposure and regime before they reach the broker."
+    )
 
 
 def _render(value: object) -> str:
@@ -150,6 +281,7 @@ class JangarStub:
         self._default = Behaviour(behaviour)
         self._queue: deque[Behaviour] = deque()
         self._answer: dict[str, object] = dict(DEFAULT_ANSWER)
+        self._rules: tuple[AnswerRule, ...] = ()
         self._delay_s = delay_s
         self._requests: list[RecordedRequest] = []
         self._disconnects = 0
@@ -222,6 +354,11 @@ class JangarStub:
         with self._lock:
             self._answer = dict(fields)
 
+    def set_rules(self, rules: Iterable[AnswerRule]) -> None:
+        """Deterministic per-request overrides of the answer (applied in order)."""
+        with self._lock:
+            self._rules = tuple(rules)
+
     @property
     def delay_s(self) -> float:
         with self._lock:
@@ -247,6 +384,7 @@ class JangarStub:
             self._default = Behaviour.VALID
             self._queue.clear()
             self._answer = dict(DEFAULT_ANSWER)
+            self._rules = ()
             self._delay_s = self._initial_delay_s
             self._requests.clear()
             self._disconnects = 0
@@ -316,7 +454,8 @@ class JangarStub:
             self._requests.append(RecordedRequest(request.path, dict(request.headers), body))
             behaviour = self._queue.popleft() if self._queue else self._default
             self._seq += 1
-            exchange = _Exchange(body, dict(self._answer), self._delay_s, writer, self._seq)
+            answer = answer_for(body, self._answer, self._rules)
+            exchange = _Exchange(body, answer, self._delay_s, writer, self._seq)
 
         reply = asyncio.create_task(_reply(behaviour, exchange))
         # The only way to see a hang-up while we are silent (hang, slow_first_byte) is to keep

@@ -58,7 +58,8 @@ def test_api_when_fuzzed_then_no_5xx_and_conforms(service_url: str) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def run(case: schemathesis.Case) -> None:
-            calls[operation.label] = calls.get(operation.label, 0) + 1
+            label = case.operation.label
+            calls[label] = calls.get(label, 0) + 1
             case.call_and_validate(
                 base_url=service_url,
                 headers={"Authorization": f"Bearer {TOKEN}"},
