@@ -27,6 +27,7 @@ from app.pipeline import PipelineDeps
 from app.registry.cache import LiveState
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
+from app.reviews.writer import ReviewWriter
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ def create_app(
             await live.refresh()
         except Exception as exc:  # the poller keeps trying; /readyz says not ready meanwhile
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
+        writer = ReviewWriter(factory)
+        writer.start()
         app.state.pipeline = PipelineDeps(
             factory=factory,
             live=live,
@@ -95,6 +98,7 @@ def create_app(
             program_name=settings.llm_dspy_program_name,
             signature_version=settings.llm_dspy_signature_version,
             clock=clock,
+            writer=writer,
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
@@ -104,6 +108,7 @@ def create_app(
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            await writer.stop()
             await http.aclose()
             await engine.dispose()
 

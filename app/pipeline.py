@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from app.db.session import SessionFactory, read_only, unit_of_work
+from app.db.session import SessionFactory, read_only
 from app.errors import Conflict, ErrorCode, ServiceUnavailable
 from app.gates.checks import GateResult, evaluate
 from app.gates.context import (
@@ -50,6 +50,7 @@ from app.review.schemas import (
     confidence_band,
 )
 from app.reviews import repository as reviews
+from app.reviews.writer import ReviewWriter
 
 # Failures that mean "the audit store cannot be reached", as opposed to a bug.
 _DB_DOWN: tuple[type[BaseException], ...] = (
@@ -85,6 +86,7 @@ class PipelineDeps:
     program_name: str
     signature_version: str
     clock: Callable[[], datetime]
+    writer: ReviewWriter
     inflight: dict[str, asyncio.Future[ReviewResponse]] = field(
         default_factory=dict[str, "asyncio.Future[ReviewResponse]"]
     )
@@ -158,24 +160,29 @@ async def _decide_once(
     trace_headers: Mapping[str, str],
 ) -> tuple[ReviewResponse, bool]:
     t0 = time.perf_counter()
+    started_at = asyncio.get_running_loop().time()  # the LLM deadline's anchor
     now = deps.clock()
     limits = deps.policy.limits
     since = now - timedelta(seconds=limits.order_rate.window_seconds)
     try:
         async with read_only(deps.factory) as session:
-            stored = await reviews.find_by_key(session, key)
-            if stored is not None:
-                return await _replayed(stored, req_hash), True
-            recent = await reviews.count_submits_since(session, request.decision.strategy_id, since)
+            seen, recent = await reviews.precheck(session, key, request.decision.strategy_id, since)
+            stored = await reviews.find_by_key(session, key) if seen else None
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
+    if stored is not None:
+        return await _replayed(stored, req_hash), True
     t_read = time.perf_counter()
 
     controls = deps.live.controls
     artifact = deps.live.artifact
     arm = Arm.PINNED if deps.live.pinned_hash else Arm.ACTIVE
     outcome = await deps.runtime.review(
-        request, artifact, dspy_disabled=controls.dspy_disabled, trace_headers=trace_headers
+        request,
+        artifact,
+        dspy_disabled=controls.dspy_disabled,
+        trace_headers=trace_headers,
+        started_at=started_at,
     )
     t_review = time.perf_counter()
 
@@ -252,8 +259,7 @@ async def _decide_once(
     t_pre_write = time.perf_counter()
     row = _row(request, response, outcome, key, now)
     try:
-        async with unit_of_work(deps.factory) as session:
-            await reviews.add(session, row)
+        await deps.writer.write(row)
     except IntegrityError:
         # Another replica (or an earlier attempt) recorded this key first: answer with that.
         try:

@@ -44,7 +44,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             settings.database_url,
-            pool_size=settings.db_pool_size,
+            # SQLite connections are cheap and reads run in parallel under WAL; a deep pool
+            # keeps a burst from queueing on checkout.
+            pool_size=max(settings.db_pool_size, 32),
+            max_overflow=32,
             connect_args={"timeout": 5},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -165,27 +165,39 @@ class LiveExecutor:
             self._programs.popitem(last=False)
 
     async def review(
-        self, request: ReviewRequest, artifact: Artifact, trace_headers: Mapping[str, str]
+        self,
+        request: ReviewRequest,
+        artifact: Artifact,
+        trace_headers: Mapping[str, str],
+        started_at: float | None = None,
     ) -> LiveResult:
-        if not self.breaker.allow():
+        """``started_at`` (``loop.time()`` when the review began) anchors the deadline: the
+        LLM step ends at ``started_at + LLM_DSPY_TIMEOUT_SECONDS`` however long the request
+        waited before it, so a burst cannot push answers past the budget."""
+        probe = self.breaker.acquire()
+        if probe is None:
             metrics.JANGAR_CALLS.labels(CallOutcome.CIRCUIT_OPEN.value).inc()
             return LiveResult(CallOutcome.CIRCUIT_OPEN, None, None)
         if not self.bulkhead.try_acquire():
-            self.breaker.release_probe()
+            if probe:
+                self.breaker.release_probe()
             metrics.JANGAR_CALLS.labels(CallOutcome.BULKHEAD_FULL.value).inc()
             return LiveResult(CallOutcome.BULKHEAD_FULL, None, None)
         try:
             self.prepare(artifact)
         except Exception:
             self.bulkhead.release()
-            self.breaker.release_probe()
+            if probe:
+                self.breaker.release_probe()
             raise
         metrics.JANGAR_IN_FLIGHT.inc()
         start = time.perf_counter()
         token = call_headers.set(trace_headers)
+        finished = False
         try:
             program = self._programs[artifact.artifact_hash]
-            async with asyncio.timeout(self._deadline):
+            anchor = started_at if started_at is not None else asyncio.get_running_loop().time()
+            async with asyncio.timeout_at(anchor + self._deadline):
                 with dspy.context(
                     lm=self._lm, adapter=self._adapter, disable_history=True, track_usage=True
                 ):
@@ -194,7 +206,8 @@ class LiveExecutor:
         except Exception as exc:  # the LLM path never fails a review: it falls back
             outcome = classify(exc)
             elapsed = time.perf_counter() - start
-            self._finish(outcome, elapsed)
+            finished = True
+            self._finish(outcome, elapsed, probe=probe)
             event(
                 "jangar.call_failed",
                 logging.WARNING,
@@ -207,8 +220,12 @@ class LiveExecutor:
             call_headers.reset(token)
             self.bulkhead.release()
             metrics.JANGAR_IN_FLIGHT.dec()
+            if not finished and probe and self.breaker.state is BreakerState.HALF_OPEN:
+                # Cancelled (client gone, shutdown) before an outcome: free the probe slot, or
+                # the breaker would stay half-open with no probe allowed.
+                self.breaker.release_probe()
         elapsed = time.perf_counter() - start
-        self._finish(CallOutcome.OK, elapsed)
+        self._finish(CallOutcome.OK, elapsed, probe=probe)
         prompt, completion = _usage(prediction)
         if prompt is not None:
             metrics.JANGAR_TOKENS.labels("prompt").inc(prompt)
@@ -216,8 +233,8 @@ class LiveExecutor:
             metrics.JANGAR_TOKENS.labels("completion").inc(completion)
         return LiveResult(CallOutcome.OK, verdict, round(elapsed * 1000, 3), prompt, completion)
 
-    def _finish(self, outcome: CallOutcome, elapsed: float) -> None:
-        self.breaker.record(outcome not in _GATEWAY_FAILURES)
+    def _finish(self, outcome: CallOutcome, elapsed: float, *, probe: bool) -> None:
+        self.breaker.record(outcome not in _GATEWAY_FAILURES, probe=probe)
         metrics.JANGAR_CALLS.labels(outcome.value).inc()
         metrics.JANGAR_LATENCY.labels(outcome.value).observe(elapsed)
 

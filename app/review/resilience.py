@@ -50,17 +50,25 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go out now? In half-open only one probe at a time."""
+        return self.acquire() is not None
+
+    def acquire(self) -> bool | None:
+        """None: refused. False: an ordinary call. True: this call is the half-open probe."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return True
+            return False
         if state is BreakerState.HALF_OPEN and not self._probe_out:
             self._probe_out = True
             return True
-        return False
+        return None
 
-    def record(self, success: bool) -> None:
+    def record(self, success: bool, *, probe: bool = True) -> None:
+        """Count a finished call. ``probe=False`` marks a call that left before the breaker
+        opened: in half-open only the probe's result decides."""
         now = self._clock()
         if self._state is BreakerState.HALF_OPEN:
+            if not probe:
+                return
             self._probe_out = False
             if success:
                 self._calls.clear()

@@ -93,6 +93,7 @@ class ReviewRuntime:
         *,
         dspy_disabled: bool,
         trace_headers: Mapping[str, str] | None = None,
+        started_at: float | None = None,
     ) -> ReviewOutcome:
         if artifact is None:
             return self._fallback(request, None, FallbackReason.ARTIFACT_UNAVAILABLE)
@@ -104,7 +105,7 @@ class ReviewRuntime:
         if self.live is None:
             return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)
         try:
-            result = await self.live.review(request, artifact, trace_headers or {})
+            result = await self.live.review(request, artifact, trace_headers or {}, started_at)
         except Exception as exc:  # the artifact's program could not be built
             event("review.artifact_unusable", logging.ERROR, error=repr(exc))
             return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)

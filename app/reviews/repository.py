@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,8 +22,18 @@ async def find_by_key(session: AsyncSession, key: str) -> tuple[str, dict[str, A
     return None if row is None else (row[0], row[1])
 
 
-async def count_submits_since(session: AsyncSession, strategy_id: str, since: datetime) -> int:
-    result = await session.execute(
+async def add_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    # A Core executemany: one statement for the batch, no identity-map bookkeeping.
+    await session.execute(insert(ReviewRow), rows)
+
+
+async def precheck(
+    session: AsyncSession, key: str, strategy_id: str, since: datetime
+) -> tuple[bool, int]:
+    """One round trip on the hot path: is the key already reviewed, and how many orders has
+    the strategy submitted since ``since``."""
+    exists = select(ReviewRow.id).where(ReviewRow.idempotency_key == key).scalar_subquery()
+    recent = (
         select(func.count())
         .select_from(ReviewRow)
         .where(
@@ -31,13 +41,10 @@ async def count_submits_since(session: AsyncSession, strategy_id: str, since: da
             ReviewRow.created_at >= since,
             ReviewRow.decision == "submit",
         )
+        .scalar_subquery()
     )
-    return int(result.scalar_one())
-
-
-async def add(session: AsyncSession, values: dict[str, Any]) -> None:
-    # A Core INSERT: one statement, no identity-map bookkeeping on the hot path.
-    await session.execute(insert(ReviewRow).values(**values))
+    found, count = (await session.execute(select(exists, recent))).one()
+    return cast(int | None, found) is not None, int(count)
 
 
 async def get_by_review_id(session: AsyncSession, review_id: str) -> ReviewRow | None:
