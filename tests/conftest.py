@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from app.settings import Settings, load_settings
+from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
@@ -125,3 +126,17 @@ async def count_rows(url: str, table: str = "llm_decision_reviews") -> int:
             return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def jangar_stub_server() -> Iterator[JangarStub]:
+    """One loopback Jangar for the whole session; use ``jangar_stub`` for a clean slate."""
+    with JangarStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def jangar_stub(jangar_stub_server: JangarStub) -> JangarStub:
+    """The session's loopback Jangar, reset to ``valid`` with no recorded requests."""
+    jangar_stub_server.reset()
+    return jangar_stub_server

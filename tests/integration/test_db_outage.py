@@ -217,3 +217,48 @@ async def test_database_outage_when_reviews_arrive_then_503_reject_and_recovers_
     for strategy_id, review_id in answered:
         assert stored[strategy_id] == [review_id], (strategy_id, stored[strategy_id])
     assert {s: stored[s] for s in refused if stored[s]} == {}
+
+
+@pytest.mark.parametrize("proxied", ["refused"], indirect=True)
+async def test_database_outage_under_load_then_no_submit_without_a_row_and_self_recovery(
+    proxied: tuple[httpx.AsyncClient, FaultProxy], postgresql_url: str
+) -> None:
+    """8 workers post distinct orders continuously while the database is cut and restored."""
+    client, proxy = proxied
+    results: list[tuple[str, int, dict[str, Any]]] = []
+    stop = asyncio.Event()
+
+    async def worker(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            body = distinct_request(f"load{n}-{i}")
+            r, _ = await post(client, body)
+            results.append((body["decision"]["strategy_id"], r.status_code, r.json()))
+
+    workers = [asyncio.create_task(worker(n)) for n in range(8)]
+    await asyncio.sleep(1.0)
+    proxy.cut()
+    await asyncio.sleep(1.5)
+    proxy.restore()
+    await asyncio.sleep(3.0)
+    stop.set()
+    await asyncio.gather(*workers)
+
+    statuses = [s for _, s, _ in results]
+    assert set(statuses) <= {200, 503}
+    assert 503 in statuses
+    first_503 = statuses.index(503)
+    last_503 = len(statuses) - 1 - statuses[::-1].index(503)
+    assert 200 in statuses[:first_503]
+    assert 200 in statuses[last_503 + 1 :]  # recovered by itself, no restart
+    for _, status, body in results:
+        if status == 503:
+            assert body["decision"] == "reject"
+            assert body["error"]["code"] == "audit_unavailable"
+    stored = await rows_by_strategy(postgresql_url, [s for s, _, _ in results])
+    for strategy, status, body in results:
+        if status == 200:
+            assert stored[strategy] == [body["review_id"]]  # every answer has its committed row
+        else:
+            assert stored[strategy] == []  # a refused review left nothing behind
