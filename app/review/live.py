@@ -37,7 +37,13 @@ from app.observability.logging import event
 from app.registry.artifact import Artifact
 from app.review.jangar import JangarEngine, build_lm, call_headers
 from app.review.jangar_url import normalize_base_url
-from app.review.program import TradeReviewProgram, new_program, prediction_fields, program_inputs
+from app.review.program import (
+    ReviewAdapter,
+    TradeReviewProgram,
+    new_program,
+    prediction_fields,
+    program_inputs,
+)
 from app.review.resilience import BreakerState, Bulkhead, CircuitBreaker
 from app.review.schemas import ReviewRequest, ReviewVerdict
 from app.settings import Settings
@@ -138,7 +144,7 @@ class LiveExecutor:
         )
         self._lm = build_lm(engine, settings.llm_model)
         # Pinned adapter; its silent second call through JSONAdapter is switched off.
-        self._adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
+        self._adapter = ReviewAdapter()
         self._deadline = settings.llm_dspy_timeout_seconds
         self._programs: OrderedDict[str, TradeReviewProgram] = OrderedDict()
         self.breaker = CircuitBreaker(
