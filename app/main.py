@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import admin, health, metrics_route, outcomes, review
+from app.api import admin, health, lanes, metrics_route, outcomes, review
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -50,9 +50,11 @@ def _error(
 def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor | None:
     if settings.jangar_base_url is None:
         return None  # dspy_live artifacts are refused at load with a clear error
-    from app.review.live import LiveExecutor
+    from app.review.live import LiveExecutor, publish_breaker_state
 
-    return LiveExecutor(settings, http)
+    executor = LiveExecutor(settings, http)
+    publish_breaker_state(executor.breaker.state)
+    return executor
 
 
 def create_app(
@@ -87,9 +89,10 @@ def create_app(
             await live.refresh()
         except Exception as exc:  # the poller keeps trying; /readyz says not ready meanwhile
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
-        writer = ReviewWriter(factory)
+        writer = ReviewWriter(engine)
         writer.start()
         app.state.pipeline = PipelineDeps(
+            engine=engine,
             factory=factory,
             live=live,
             runtime=runtime,
@@ -125,6 +128,7 @@ def create_app(
     app.include_router(metrics_route.router)
     app.include_router(outcomes.router)
     app.include_router(admin.router)
+    app.include_router(lanes.router)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> OrjsonResponse:

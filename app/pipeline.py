@@ -21,8 +21,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.session import SessionFactory, read_only
+from app.db.session import SessionFactory, autocommit_read, read_only
 from app.errors import Conflict, ErrorCode, ServiceUnavailable
 from app.gates.checks import GateResult, evaluate
 from app.gates.context import (
@@ -78,6 +79,7 @@ class Arm(StrEnum):
 
 @dataclass
 class PipelineDeps:
+    engine: AsyncEngine
     factory: SessionFactory
     live: LiveState
     runtime: ReviewRuntime
@@ -165,9 +167,12 @@ async def _decide_once(
     limits = deps.policy.limits
     since = now - timedelta(seconds=limits.order_rate.window_seconds)
     try:
-        async with read_only(deps.factory) as session:
-            seen, recent = await reviews.precheck(session, key, request.decision.strategy_id, since)
-            stored = await reviews.find_by_key(session, key) if seen else None
+        async with autocommit_read(deps.engine) as conn:
+            seen, recent = await reviews.precheck(conn, key, request.decision.strategy_id, since)
+        stored = None
+        if seen:
+            async with read_only(deps.factory) as session:
+                stored = await reviews.find_by_key(session, key)
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
     if stored is not None:
@@ -200,7 +205,7 @@ async def _decide_once(
         current_position_qty=current_position_qty(request),
     )
     gates = evaluate(ctx, limits)
-    decision, reasons = _decision(outcome, gates, limits.review.abstain_action)
+    decision, reasons = final_decision(outcome, gates, limits.review.abstain_action)
     t_gates = time.perf_counter()
 
     review_id = str(uuid.uuid4())
@@ -289,7 +294,7 @@ async def _decide_once(
     return response, False
 
 
-def _decision(
+def final_decision(
     outcome: ReviewOutcome, gates: list[GateResult], abstain_action: str
 ) -> tuple[Decision, list[str]]:
     """decision = min(verdict, gates): submit only if the verdict allows and every gate passes."""

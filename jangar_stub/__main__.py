@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 
-from jangar_stub.server import Behaviour, JangarStub
+from jangar_stub.server import AnswerRule, Behaviour, JangarStub
 
 log = logging.getLogger("jangar_stub")
 
@@ -23,11 +23,28 @@ def main(argv: list[str] | None = None) -> None:
         "--behaviour", default=Behaviour.VALID.value, choices=[b.value for b in Behaviour]
     )
     parser.add_argument("--delay-s", type=float, default=5.0, help="for the slow behaviours")
+    parser.add_argument(
+        "--veto-on",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="answer veto when the request's inputs contain TEXT (repeatable)",
+    )
+    parser.add_argument(
+        "--when-instructed",
+        default=None,
+        metavar="TEXT",
+        help="apply --veto-on only when the instructions contain TEXT (e.g. 'event risk')",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     stub = JangarStub(
         host=args.host, port=args.port, behaviour=args.behaviour, delay_s=args.delay_s
+    )
+    stub.set_rules(
+        AnswerRule(text, {"verdict": "veto", "confidence": 0.86}, args.when_instructed)
+        for text in args.veto_on
     )
     with stub:
         log.info(

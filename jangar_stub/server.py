@@ -220,6 +220,16 @@ def chat_adapter_content(fields: Mapping[str, object]) -> str:
     return "\n\n".join(blocks)
 
 
+# JSONAdapter (GEPA's instruction proposer uses it) asks for one JSON object instead of markers.
+_JSON_ADAPTER_MARK = "Outputs will be a JSON object"
+
+
+def _content(ex: _Exchange, fields: Mapping[str, object]) -> str:
+    if _JSON_ADAPTER_MARK in _system_text(ex.body):
+        return json.dumps(dict(fields), default=str)
+    return chat_adapter_content(fields)
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
     path: str
@@ -515,16 +525,16 @@ async def _reply(behaviour: Behaviour, ex: _Exchange) -> bool:
     fields = ex.answer
     match behaviour:
         case Behaviour.VALID:
-            await _send_answer(ex, chat_adapter_content(fields), stream=ex.wants_stream)
+            await _send_answer(ex, _content(ex, fields), stream=ex.wants_stream)
         case Behaviour.VALID_JSON:
-            await _send_answer(ex, chat_adapter_content(fields), stream=False)
+            await _send_answer(ex, _content(ex, fields), stream=False)
         case Behaviour.SLOW_FIRST_BYTE:
             await asyncio.sleep(ex.delay_s)
-            await _send_answer(ex, chat_adapter_content(fields), stream=ex.wants_stream)
+            await _send_answer(ex, _content(ex, fields), stream=ex.wants_stream)
         case Behaviour.SLOW_DRIP:
             pieces = max(2, round(ex.delay_s / DRIP_INTERVAL_S))
             await _send_answer(
-                ex, chat_adapter_content(fields), stream=True, pieces=pieces, gap_s=DRIP_INTERVAL_S
+                ex, _content(ex, fields), stream=True, pieces=pieces, gap_s=DRIP_INTERVAL_S
             )
         case Behaviour.HANG:
             await asyncio.Event().wait()
@@ -538,14 +548,14 @@ async def _reply(behaviour: Behaviour, ex: _Exchange) -> bool:
             await _send_malformed(ex)
         case Behaviour.SCHEMA_INVALID:
             broken = {**fields, **_SCHEMA_INVALID_OVERRIDES}
-            await _send_answer(ex, chat_adapter_content(broken), stream=ex.wants_stream)
+            await _send_answer(ex, _content(ex, broken), stream=ex.wants_stream)
         case Behaviour.ERROR_FRAME:
             await _send_error_frame(ex)
         case Behaviour.CONNECTION_RESET:
             await _send_reset(ex)
             return False
         case Behaviour.PLAN_MIXED:
-            content = chat_adapter_content(fields)
+            content = _content(ex, fields)
             mix = ex.stream_option("include_plan") is not False
             await _send_answer(ex, content, stream=ex.wants_stream, plan=mix)
     return True

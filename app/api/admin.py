@@ -18,7 +18,7 @@ from app.db.session import read_only, unit_of_work
 from app.errors import Conflict, ErrorCode, NotFound, ServiceUnavailable, Unauthorized
 from app.gates.context import TradingState
 from app.registry import evidence, repository, service
-from app.registry.promotion import load_promotion_policy
+from app.registry.promotion import policy_for
 from app.registry.states import ArtifactState, InvalidTransition
 from app.settings import Settings
 
@@ -126,13 +126,7 @@ async def transition_artifact(
 ) -> dict[str, Any]:
     """Promote (shadow/canary/active: evidence checked), retire, or re-activate."""
     settings: Settings = request.app.state.settings
-    policy = load_promotion_policy(
-        settings.policy_path.parent / "promotion.yaml",
-        {
-            "min_delta_sharpe": settings.learn_gate_delta_sharpe,
-            "max_drawdown_tolerance": settings.learn_gate_maxdd_tol,
-        },
-    )
+    policy = policy_for(settings)
     now = pipeline.clock()
     try:
         async with unit_of_work(pipeline.factory) as session:

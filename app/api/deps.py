@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from app.pipeline import PipelineDeps
 
 
-def get_pipeline(request: Request) -> PipelineDeps:
+async def get_pipeline(request: Request) -> PipelineDeps:
+    # async: a sync dependency would run in the threadpool on every request.
     return cast(PipelineDeps, request.app.state.pipeline)
 
 

@@ -37,6 +37,7 @@ from app.db.session import SessionFactory, read_only, unit_of_work
 from app.lanes import dataset as datasets
 from app.lanes import repository
 from app.lanes.dataset import Dataset, LaneExample, Split
+from app.lanes.errors import LaneDeadlineExceeded
 from app.lanes.lm import LaneLM
 from app.observability.logging import event
 from app.registry import service
@@ -187,7 +188,12 @@ def optimize(
         lm = lane.lm
         student = LaneReviewProgram()
         with dspy.context(lm=lm, adapter=adapter):
-            compiled = _run_optimizer(config, student, train, val, lm, num_threads)
+            try:
+                compiled = _run_optimizer(config, student, train, val, lm, num_threads)
+            except Exception as exc:
+                if lane.deadline_passed:
+                    raise LaneDeadlineExceeded(f"compile exceeded {run_deadline_s} s") from exc
+                raise
             evaluate = dspy.Evaluate(
                 devset=val,
                 metric=verdict_metric,
@@ -197,6 +203,9 @@ def optimize(
             )
             score = float(evaluate(compiled).score) / 100.0
         calls = lane.calls
+        if lane.deadline_passed:
+            # Calls refused after the deadline scored as failures: the result is not trustworthy.
+            raise LaneDeadlineExceeded(f"compile exceeded {run_deadline_s} s")
     return program_state(compiled), score, calls, len(train), len(val)
 
 
@@ -251,7 +260,10 @@ def _run_optimizer(
                 track_stats=False,
                 **gepa_kwargs,
             )
-            return optimizer.compile(student, trainset=train, valset=val)
+            compiled = optimizer.compile(student, trainset=train, valset=val)
+            if not isinstance(compiled, LaneReviewProgram):
+                raise TypeError(f"GEPA returned a {type(compiled).__name__}, not the program")
+            return compiled
         case Optimizer.BOOTSTRAP:
             optimizer = dspy.BootstrapFewShot(
                 metric=verdict_metric,

@@ -26,6 +26,7 @@ import dspy  # pyright: ignore[reportMissingTypeStubs]
 import httpx
 from dspy import lm15  # pyright: ignore[reportMissingTypeStubs]
 
+from app.lanes.errors import JangarNotConfigured
 from app.review.jangar import PROVIDER, JangarEngine, build_lm
 from app.review.jangar_url import normalize_base_url
 from app.settings import Settings
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
     from dspy._vendor.lm15.types import StreamEvent
 
 T = TypeVar("T")
-
-
-class JangarNotConfigured(Exception):
-    """The lanes that call an LM (compile) need JANGAR_BASE_URL."""
 
 
 class _LoopThread:
@@ -63,7 +60,6 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
-
 
     async def _drain(self) -> None:
         current = asyncio.current_task()
@@ -143,6 +139,10 @@ class LaneLM:
             return self._calls
 
     @property
+    def deadline_passed(self) -> bool:
+        return self._run_deadline is not None and time.monotonic() >= self._run_deadline
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         if self._thread is None:
             raise RuntimeError("LaneLM is not open")
@@ -200,7 +200,7 @@ class LaneLM:
         return asyncio.run_coroutine_threadsafe(self.bounded(request), self.loop).result()
 
     async def bounded(self, request: lm15.Request) -> lm15.Response:
-        if self._run_deadline is not None and time.monotonic() >= self._run_deadline:
+        if self.deadline_passed:
             raise lm15.TimeoutError("lane run deadline passed", provider=PROVIDER)
         with self._count_lock:
             self._calls += 1

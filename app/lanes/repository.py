@@ -53,3 +53,12 @@ async def recent(session: AsyncSession, lane: str | None, limit: int) -> list[La
         stmt = stmt.where(LaneOutputRow.lane == lane)
     result = await session.execute(stmt)
     return list(result.scalars())
+
+
+async def for_artifact(session: AsyncSession, artifact_hash: str) -> list[LaneOutputRow]:
+    result = await session.execute(
+        select(LaneOutputRow)
+        .where(LaneOutputRow.artifact_hash == artifact_hash)
+        .order_by(LaneOutputRow.id)
+    )
+    return list(result.scalars())

@@ -6,9 +6,9 @@ policy) at a fixed point in time, plus what the order would have earned if sent 
 
 The simulated return on notional is ``N(mu, sigma)`` with
 
-    mu    = +0.35% edge - spread cost - 0.1% / 0.4% (medium / high regime entropy)
-            - 0.3% (high volatility) - 2.5% (an event-risk flag: earnings window, pending news)
-    sigma = 0.4% + volatility / 10 (+1% under an event-risk flag)
+    mu    = +0.6% edge - spread cost - 0.15% / 0.4% (medium / high regime entropy)
+            - 0.3% (high volatility) - 3% (an event-risk flag: earnings window, pending news)
+    sigma = 0.2% + volatility / 40 (+1% under an event-risk flag)
 
 so most clean orders make money, defensive signals cost a little, and event risk is the one
 thing a reviewer must catch. The label follows the dataset lane's rule for a submitted fill:
@@ -87,7 +87,7 @@ def scenario(seed: int, index: int) -> LaneExample:
 
     roll = rng.random()
     spread_bps = (
-        250.0 if roll < 0.03 else rng.uniform(30, 80) if roll < 0.15 else rng.uniform(0.5, 4)
+        250.0 if roll < 0.01 else rng.uniform(30, 80) if roll < 0.13 else rng.uniform(0.5, 4)
     )
     roll = rng.random()
     entropy = (
@@ -104,11 +104,11 @@ def scenario(seed: int, index: int) -> LaneExample:
     flags: list[str] = []
     if has_context:
         roll = rng.random()
-        if roll < 0.14:
+        if roll < 0.2:
             flags.append(rng.choice(EVENT_RISK_FLAGS))
-        elif roll < 0.22:
+        elif roll < 0.28:
             flags.append(rng.choice(BENIGN_FLAGS))
-        elif roll < 0.24:
+        elif roll < 0.3:
             flags.append(rng.choice(HALT_FLAGS))
     event = any(f in EVENT_RISK_FLAGS for f in flags)
     freshness = rng.uniform(5, 120)
@@ -116,11 +116,11 @@ def scenario(seed: int, index: int) -> LaneExample:
     limit = rng.random() < 0.2
     order_type = "limit" if limit else "market"
 
-    mu = 0.0035 - spread_bps / 10_000
-    mu -= {"high": 0.004, "medium": 0.001}.get(band, 0.0)
+    mu = 0.006 - spread_bps / 10_000
+    mu -= {"high": 0.004, "medium": 0.0015}.get(band, 0.0)
     mu -= 0.003 if vol >= 0.04 else 0.0
-    mu -= 0.025 if event else 0.0
-    sigma = 0.004 + vol / 10 + (0.01 if event else 0.0)
+    mu -= 0.03 if event else 0.0
+    sigma = 0.002 + vol / 40 + (0.01 if event else 0.0)
     ret = rng.gauss(mu, sigma)
     # A sell closes part of a long: it earns what the position would have lost.
     per_unit = round(price * ret * (-1 if sell else 1), 6)

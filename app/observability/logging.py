@@ -12,6 +12,8 @@ def configure(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # httpx logs every request at INFO: one line per Jangar call is noise, and CPU.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -62,3 +62,35 @@ JANGAR_IN_FLIGHT = Gauge("trade_review_jangar_in_flight", "Jangar calls in fligh
 BREAKER_STATE = Gauge(
     "trade_review_jangar_breaker_state", "Circuit breaker state (1 = current)", ["state"]
 )
+
+# --- learning lanes and promotion -------------------------------------------------------------
+# Counted where the lanes act (lane runs, CLI/admin-lane promotions): transitions made through
+# other entry points are not counted here. Labels: model_type = executor kind (dspy_live |
+# heuristic), state = artifact state, pack = promotion check, lane/outcome from closed sets.
+LEARN_MODEL_STATE = Counter(
+    "learn_model_state",
+    "Artifacts entering a registry state through the lanes (exposed as learn_model_state_total)",
+    ["model_type", "state"],
+)
+LEARN_GATE_PASS = Counter(
+    "learn_gate_pass",
+    "Promotion checks passed by eval scorecards (pack: schema_valid, fallback_rate, "
+    "timeout_rate, gate_bypass, reproducible_hash, gate_compatibility, determinism, "
+    "delta_sharpe, max_drawdown, coverage)",
+    ["model_type", "pack"],
+)
+LEARN_GATE_FAIL = Counter(
+    "learn_gate_fail", "Promotion checks failed by eval scorecards", ["model_type", "pack"]
+)
+LANE_RUNS = Counter(
+    "trade_review_lane_runs",
+    "Lane runs by outcome (lane: dataset, synthetic, compile, eval, promote, rollback, retire; "
+    "outcome: ok, denied, error)",
+    ["lane", "outcome"],
+)
+LANE_DURATION = Histogram(
+    "trade_review_lane_duration_seconds",
+    "Lane run duration",
+    ["lane"],
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)

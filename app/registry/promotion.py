@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.settings import PROJECT_ROOT, Settings
+
 
 class PromotionPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,3 +85,17 @@ def check_scorecard(card: Scorecard | None, policy: PromotionPolicy) -> list[str
             f"max drawdown worse by {card.maxdd_delta:.3f} > {policy.max_drawdown_tolerance}"
         )
     return out
+
+
+def policy_for(settings: Settings) -> PromotionPolicy:
+    """The promotion policy in force: ``LLM_DSPY_COMPILE_METRICS_POLICY_REF`` (relative to the
+    project) with the ``LEARN_GATE_*`` overrides. CLI, lanes and admin API all use this."""
+    ref = Path(settings.llm_dspy_compile_metrics_policy_ref)
+    path = ref if ref.is_absolute() else PROJECT_ROOT / ref
+    return load_promotion_policy(
+        path,
+        {
+            "min_delta_sharpe": settings.learn_gate_delta_sharpe,
+            "max_drawdown_tolerance": settings.learn_gate_maxdd_tol,
+        },
+    )

@@ -155,7 +155,6 @@ class LiveExecutor:
             clock=time.monotonic,
             on_change=_breaker_changed,
         )
-        _breaker_changed(BreakerState.CLOSED)
         self.bulkhead = Bulkhead(settings.bulkhead_max_concurrent)
 
     def prepare(self, artifact: Artifact) -> None:
@@ -243,6 +242,13 @@ class LiveExecutor:
         self.breaker.record(outcome not in _GATEWAY_FAILURES, probe=probe)
         metrics.JANGAR_CALLS.labels(outcome.value).inc()
         metrics.JANGAR_LATENCY.labels(outcome.value).observe(elapsed)
+
+
+def publish_breaker_state(state: BreakerState) -> None:
+    """Set the breaker gauge (the serving executor calls this at start; an offline eval's
+    executor does not, so it never masks the serving breaker's state)."""
+    for s in BreakerState:
+        metrics.BREAKER_STATE.labels(s.value).set(1 if s is state else 0)
 
 
 def _breaker_changed(state: BreakerState) -> None:

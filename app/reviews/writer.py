@@ -14,16 +14,17 @@ import contextlib
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.session import SessionFactory, unit_of_work
+from app.db.session import core_transaction
 from app.reviews import repository
 
 _Item = tuple[dict[str, Any], asyncio.Future[None]]
 
 
 class ReviewWriter:
-    def __init__(self, factory: SessionFactory, max_batch: int = 128) -> None:
-        self._factory = factory
+    def __init__(self, engine: AsyncEngine, max_batch: int = 128) -> None:
+        self._engine = engine
         self._max_batch = max_batch
         self._queue: list[_Item] = []
         self._wakeup = asyncio.Event()
@@ -85,8 +86,8 @@ class ReviewWriter:
             _settle(future, None)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
-        async with unit_of_work(self._factory) as session:
-            await repository.add_many(session, rows)
+        async with core_transaction(self._engine) as conn:
+            await repository.add_many(conn, rows)
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:

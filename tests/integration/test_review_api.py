@@ -57,7 +57,9 @@ async def test_examples_when_re_dated_then_decisions_follow_their_risk(
 ) -> None:
     clean = (await post(client, with_fresh_times(example("01_buy_market_aapl.json")))).json()
     assert clean["decision"] == "submit", clean
-    entropy = (await post(client, with_fresh_times(example("03_buy_nvda_high_regime_entropy.json")))).json()
+    entropy = (
+        await post(client, with_fresh_times(example("03_buy_nvda_high_regime_entropy.json")))
+    ).json()
     assert entropy["review"]["verdict"] in ("adjust", "veto")
     if entropy["review"]["verdict"] == "adjust":
         assert float(entropy["order"]["qty"]) < 30
@@ -119,7 +121,9 @@ async def test_50_concurrent_copies_when_posted_then_one_row_and_identical_answe
     )
     assert {r.status_code for r in responses} == {200}
     ids = {r.json()["review_id"] for r in responses}
-    decisions = {json.dumps({k: v for k, v in r.json().items() if k != "timings_ms"}) for r in responses}
+    decisions = {
+        json.dumps({k: v for k, v in r.json().items() if k != "timings_ms"}) for r in responses
+    }
     assert len(ids) == 1
     assert len(decisions) == 1
     assert await count_rows(database_url) == 1
@@ -138,20 +142,37 @@ def _mutations() -> list[tuple[str, Any, int, str]]:
         ("array_body", b"[]", 400, "body_not_object"),
         ("nan_literal", json.dumps(req).replace('"10"', "NaN", 1).encode(), 400, "invalid_json"),
         ("nan_string", mutate(lambda b: b["decision"].update(qty="NaN")), 422, "validation_error"),
-        ("inf_string", mutate(lambda b: b["market"].update(price="Infinity")), 422, "validation_error"),
+        (
+            "inf_string",
+            mutate(lambda b: b["market"].update(price="Infinity")),
+            422,
+            "validation_error",
+        ),
         ("zero_qty", mutate(lambda b: b["decision"].update(qty=0)), 422, "validation_error"),
         ("negative_qty", mutate(lambda b: b["decision"].update(qty="-5")), 422, "validation_error"),
         ("wrong_type", mutate(lambda b: b["decision"].update(qty=[1])), 422, "validation_error"),
-        ("bad_action", mutate(lambda b: b["decision"].update(action="short")), 422, "validation_error"),
+        (
+            "bad_action",
+            mutate(lambda b: b["decision"].update(action="short")),
+            422,
+            "validation_error",
+        ),
         ("unknown_top_field", mutate(lambda b: b.update(surprise=1)), 422, "validation_error"),
         ("missing_decision", mutate(lambda b: b.pop("decision")), 422, "validation_error"),
         ("bad_mode", mutate(lambda b: b.update(trading_mode="yolo")), 422, "validation_error"),
-        ("bad_timestamp", mutate(lambda b: b["decision"].update(event_ts="yesterday")), 422, "validation_error"),
+        (
+            "bad_timestamp",
+            mutate(lambda b: b["decision"].update(event_ts="yesterday")),
+            422,
+            "validation_error",
+        ),
         ("huge_body", b'{"x": "' + b"a" * (1024 * 1024) + b'"}', 413, "payload_too_large"),
     ]
 
 
-@pytest.mark.parametrize(("name", "body", "status", "code"), _mutations(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "body", "status", "code"), _mutations(), ids=lambda v: v if isinstance(v, str) else ""
+)
 async def test_malformed_input_when_posted_then_4xx_with_stable_code_and_no_row(
     client: httpx.AsyncClient, database_url: str, name: str, body: Any, status: int, code: str
 ) -> None:
@@ -165,7 +186,9 @@ async def test_malformed_input_when_posted_then_4xx_with_stable_code_and_no_row(
     assert await count_rows(database_url) == 0
 
 
-async def test_validation_error_when_field_wrong_then_path_names_it(client: httpx.AsyncClient) -> None:
+async def test_validation_error_when_field_wrong_then_path_names_it(
+    client: httpx.AsyncClient,
+) -> None:
     req = base_request(qty="-1")
     r = await post(client, req)
     paths = [d["path"] for d in r.json()["error"]["details"]]

@@ -28,12 +28,18 @@ def running_service(env: dict[str, str], timeout: float = 30.0) -> Iterator[str]
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
     subprocess.run(
-        [sys.executable, "-m", "app", "migrate"], env=full_env, cwd=ROOT, check=True,
+        [sys.executable, "-m", "app", "migrate"],
+        env=full_env,
+        cwd=ROOT,
+        check=True,
         capture_output=True,
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"], env=full_env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "app", "serve"],
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
