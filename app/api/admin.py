@@ -17,6 +17,7 @@ from app.controls import repository as controls_repo
 from app.db.session import read_only, unit_of_work
 from app.errors import Conflict, ErrorCode, NotFound, ServiceUnavailable, Unauthorized
 from app.gates.context import TradingState
+from app.observability.logging import event
 from app.registry import evidence, repository, service
 from app.registry.promotion import policy_for
 from app.registry.states import ArtifactState, InvalidTransition
@@ -169,6 +170,13 @@ async def transition_artifact(
             code=ErrorCode(result.code.value),
             details={"reasons": result.reasons},
         )
+    event(
+        "registry.rollout_completed",
+        artifact_hash=artifact_hash,
+        from_state=str(result.from_state),
+        to_state=body.to.value,
+        actor=actor,
+    )
     return {"artifact_hash": artifact_hash, "from": result.from_state, "to": body.to}
 
 
@@ -190,6 +198,7 @@ async def rollback_artifact(
         raise NotFound(str(exc)) from None
     except (service.TransitionConflict, IntegrityError) as exc:
         raise Conflict(f"rollback lost a race: {exc}", code=ErrorCode.TRANSITION_CONFLICT) from None
+    event("registry.rollback_completed", restored=restored, replaced=replaced, actor=actor)
     return {"restored": restored, "replaced": replaced}
 
 
