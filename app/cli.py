@@ -178,33 +178,6 @@ def export_state(out: Annotated[Path, typer.Option(dir_okay=False)]) -> None:
     print(out)
 
 
-@artifacts.command("transition")
-def transition_cmd(
-    artifact_hash: str,
-    to: Annotated[str, typer.Option(help="shadow | canary | active | retired")],
-    actor: Annotated[str, typer.Option()] = "cli",
-    reason: Annotated[str, typer.Option()] = "",
-) -> None:
-    """Move an artifact along the state machine (the transition table decides)."""
-    settings = _settings()
-    from app.registry.service import transition
-    from app.registry.states import ArtifactState
-
-    async def go(session: Any) -> str:
-        before = await transition(
-            session,
-            artifact_hash,
-            ArtifactState(to),
-            actor=actor,
-            reason=reason,
-            evidence_hash=None,
-            now=datetime.now(UTC),
-        )
-        return f"{artifact_hash}: {before} -> {to}"
-
-    print(_run_db(settings, go))
-
-
 @artifacts.command("list")
 def list_cmd() -> None:
     """List the program's artifacts with their states."""

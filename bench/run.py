@@ -980,8 +980,26 @@ class Bench:
         cli("artifacts", "export-state", "--out", str(state), env=env)
         digest = cli("artifacts", "register-live", "--state-file", str(state), env=env)
         digest = digest.strip().splitlines()[-1].strip()
-        cli("artifacts", "transition", digest, "--to", "shadow", env=env)
-        cli("artifacts", "transition", digest, "--to", "active", env=env)
+        # The real promotion path: a scorecard from the eval lane, shadow, then active with an
+        # approval. For the bench database only: no shadow time, and no risk-adjusted-return
+        # bar (an uncompiled program need not beat the heuristic to measure its latency).
+        env = {**env, "LEARN_SHADOW_DURATION_DAYS": "0", "LEARN_GATE_DELTA_SHARPE": "-100"}
+        dataset = cli("lanes", "synthetic", "--n", "20", "--seed", "7", env=env)
+        dataset = dataset.strip().splitlines()[-1].strip()
+        cli("lanes", "eval", "--artifact", digest, "--dataset", dataset, env=env)
+        cli("lanes", "promote", digest, "--to", "shadow", env=env)
+        cli(
+            "lanes",
+            "promote",
+            digest,
+            "--to",
+            "active",
+            "--approver",
+            "bench",
+            "--ticket",
+            "BENCH",
+            env={**env, "LEARN_SHADOW_DURATION_DAYS": "0"},
+        )
         t0 = time.monotonic()
         while time.monotonic() - t0 < 15:
             _, _, body = http_request(srv.port, "GET", "/readyz")
