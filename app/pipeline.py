@@ -77,6 +77,18 @@ class Arm(StrEnum):
     CANARY = "canary"
 
 
+@dataclass(frozen=True, slots=True)
+class Reviewed:
+    """The answer, JSON-ready (the stored row's response plus the final timings)."""
+
+    body: dict[str, Any]
+    replay: bool
+
+    @property
+    def request_hash(self) -> str:
+        return str(self.body["request_hash"])
+
+
 @dataclass
 class PipelineDeps:
     engine: AsyncEngine
@@ -89,14 +101,15 @@ class PipelineDeps:
     signature_version: str
     clock: Callable[[], datetime]
     writer: ReviewWriter
-    inflight: dict[str, asyncio.Future[ReviewResponse]] = field(
-        default_factory=dict[str, "asyncio.Future[ReviewResponse]"]
+    inflight: dict[str, asyncio.Future[Reviewed]] = field(
+        default_factory=dict[str, "asyncio.Future[Reviewed]"]
     )
 
 
-def request_hash(request: ReviewRequest) -> str:
-    """Canonical hash: the same order in the same context always hashes the same."""
-    return sha256_hex(canonical_json(request.model_dump(mode="json", by_alias=True)))
+def request_hash(request_json: dict[str, Any]) -> str:
+    """Canonical hash of the validated request (``model_dump(mode="json", by_alias=True)``):
+    the same order in the same context always hashes the same."""
+    return sha256_hex(canonical_json(request_json))
 
 
 def audit_unavailable(exc: BaseException) -> ServiceUnavailable:
@@ -114,23 +127,24 @@ async def decide(
     request: ReviewRequest,
     idempotency_key: str | None,
     trace_headers: Mapping[str, str] | None = None,
-) -> tuple[ReviewResponse, bool]:
-    """Review one order. Returns the response and whether it was a replay of a stored one."""
-    req_hash = request_hash(request)
+) -> Reviewed:
+    """Review one order; ``replay`` says whether the answer is a stored one."""
+    request_json = request.model_dump(mode="json", by_alias=True)  # once: hash and audit row
+    req_hash = request_hash(request_json)
     key = idempotency_key or req_hash
     # Single flight: concurrent copies in this replica wait for the first one's answer.
     pending = deps.inflight.get(key)
     if pending is not None:
-        response = await asyncio.shield(pending)
-        if response.request_hash != req_hash:
+        first = await asyncio.shield(pending)
+        if first.request_hash != req_hash:
             raise _key_conflict()
-        return response, True
-    future: asyncio.Future[ReviewResponse] = asyncio.get_running_loop().create_future()
+        return Reviewed(first.body, replay=True)
+    future: asyncio.Future[Reviewed] = asyncio.get_running_loop().create_future()
     deps.inflight[key] = future
     try:
-        response, replay = await _decide_once(deps, request, req_hash, key, trace_headers or {})
-        future.set_result(response)
-        return response, replay
+        result = await _decide_once(deps, request, request_json, req_hash, key, trace_headers or {})
+        future.set_result(result)
+        return result
     except BaseException as exc:
         future.set_exception(exc)
         future.exception()  # mark retrieved: waiters re-raise it, nobody logs it as lost
@@ -146,21 +160,22 @@ def _key_conflict() -> Conflict:
     )
 
 
-async def _replayed(stored: tuple[str, dict[str, Any]], req_hash: str) -> ReviewResponse:
+def _replayed(stored: tuple[str, dict[str, Any]], req_hash: str) -> Reviewed:
     stored_hash, body = stored
     if stored_hash != req_hash:
         raise _key_conflict()
     metrics.IDEMPOTENT_REPLAYS.inc()
-    return ReviewResponse.model_validate(body)
+    return Reviewed(body, replay=True)
 
 
 async def _decide_once(
     deps: PipelineDeps,
     request: ReviewRequest,
+    request_json: dict[str, Any],
     req_hash: str,
     key: str,
     trace_headers: Mapping[str, str],
-) -> tuple[ReviewResponse, bool]:
+) -> Reviewed:
     t0 = time.perf_counter()
     started_at = asyncio.get_running_loop().time()  # the LLM deadline's anchor
     now = deps.clock()
@@ -176,7 +191,7 @@ async def _decide_once(
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
     if stored is not None:
-        return await _replayed(stored, req_hash), True
+        return _replayed(stored, req_hash)
     t_read = time.perf_counter()
 
     controls = deps.live.controls
@@ -262,7 +277,8 @@ async def _decide_once(
         timings_ms=timings,
     )
     t_pre_write = time.perf_counter()
-    row = _row(request, response, outcome, key, now)
+    body = response.model_dump(mode="json")  # once: the audit row and the answer
+    row = _row(request, request_json, response, body, outcome, key, now)
     try:
         await deps.writer.write(row)
     except IntegrityError:
@@ -274,15 +290,14 @@ async def _decide_once(
             raise audit_unavailable(exc) from exc
         if stored is None:
             raise audit_unavailable(RuntimeError("duplicate key but no row")) from None
-        return await _replayed(stored, req_hash), True
+        return _replayed(stored, req_hash)
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
     t_end = time.perf_counter()
-    response = response.model_copy(
-        update={
-            "timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)}
-        }
-    )
+    body = {
+        **body,
+        "timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)},
+    }
 
     metrics.REVIEWS.labels(decision.value, outcome.executor.value, arm.value).inc()
     metrics.REVIEW_LATENCY.labels(outcome.executor.value).observe(t_end - t0)
@@ -291,7 +306,7 @@ async def _decide_once(
     for g in gates:
         if not g.passed:
             metrics.GATE_FAILURES.labels(g.code.value).inc()
-    return response, False
+    return Reviewed(body, replay=False)
 
 
 def final_decision(
@@ -316,12 +331,13 @@ def _ms(seconds: float) -> float:
 
 def _row(
     request: ReviewRequest,
+    request_json: dict[str, Any],
     response: ReviewResponse,
+    body: dict[str, Any],
     outcome: ReviewOutcome,
     key: str,
     now: datetime,
 ) -> dict[str, Any]:
-    body = response.model_dump(mode="json")
     llm_ms = outcome.llm_latency_ms
     t = response.timings_ms
     total_ms = round(t["read"] + t["review"] + t["gates"], 3)
@@ -329,7 +345,7 @@ def _row(
         "review_id": response.review_id,
         "idempotency_key": key,
         "request_hash": response.request_hash,
-        "request_json": request.model_dump(mode="json", by_alias=True),
+        "request_json": request_json,
         "strategy_id": request.decision.strategy_id,
         "symbol": request.decision.symbol,
         "action": request.decision.action.value,

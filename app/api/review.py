@@ -79,12 +79,12 @@ async def review(
     raw = await read_body(request, request.app.state.settings.max_body_bytes)
     payload = parse_review_request(raw)
     trace = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
-    result, replay = await decide(pipeline, payload, idempotency_key, trace)
-    llm_ms = result.timings_ms.get("llm", 0.0)
+    result = await decide(pipeline, payload, idempotency_key, trace)
+    timings = result.body["timings_ms"]
+    # Time spent outside the LLM call (a replay did no work: 0).
+    overhead = max(timings.get("total", 0.0) - timings.get("llm", 0.0), 0.0)
     headers = {
-        "X-Idempotent-Replay": "true" if replay else "false",
-        "X-Review-Overhead-Ms": f"{result.timings_ms.get('total', 0.0) - llm_ms:.3f}",
+        "X-Idempotent-Replay": "true" if result.replay else "false",
+        "X-Review-Overhead-Ms": f"{overhead:.3f}",
     }
-    return Response(
-        orjson.dumps(result.model_dump(mode="json")), media_type="application/json", headers=headers
-    )
+    return Response(orjson.dumps(result.body), media_type="application/json", headers=headers)
