@@ -27,6 +27,7 @@ from app.pipeline import PipelineDeps
 from app.registry.cache import LiveState
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
+from app.reviews.reader import PrecheckReader
 from app.reviews.writer import ReviewWriter
 from app.settings import Settings, load_settings
 
@@ -91,8 +92,9 @@ def create_app(
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
         writer = ReviewWriter(engine)
         writer.start()
+        reader = PrecheckReader(engine)
+        reader.start()
         app.state.pipeline = PipelineDeps(
-            engine=engine,
             factory=factory,
             live=live,
             runtime=runtime,
@@ -102,6 +104,7 @@ def create_app(
             signature_version=settings.llm_dspy_signature_version,
             clock=clock,
             writer=writer,
+            reader=reader,
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
@@ -111,6 +114,7 @@ def create_app(
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            await reader.stop()
             await writer.stop()
             await http.aclose()
             await engine.dispose()

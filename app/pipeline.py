@@ -21,9 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.session import SessionFactory, autocommit_read, read_only
+from app.db.session import SessionFactory, read_only
 from app.errors import Conflict, ErrorCode, ServiceUnavailable
 from app.gates.checks import GateResult, evaluate
 from app.gates.context import (
@@ -51,6 +50,7 @@ from app.review.schemas import (
     confidence_band,
 )
 from app.reviews import repository as reviews
+from app.reviews.reader import PrecheckReader
 from app.reviews.writer import ReviewWriter
 
 # Failures that mean "the audit store cannot be reached", as opposed to a bug.
@@ -91,7 +91,6 @@ class Reviewed:
 
 @dataclass
 class PipelineDeps:
-    engine: AsyncEngine
     factory: SessionFactory
     live: LiveState
     runtime: ReviewRuntime
@@ -101,6 +100,7 @@ class PipelineDeps:
     signature_version: str
     clock: Callable[[], datetime]
     writer: ReviewWriter
+    reader: PrecheckReader
     inflight: dict[str, asyncio.Future[Reviewed]] = field(
         default_factory=dict[str, "asyncio.Future[Reviewed]"]
     )
@@ -182,8 +182,7 @@ async def _decide_once(
     limits = deps.policy.limits
     since = now - timedelta(seconds=limits.order_rate.window_seconds)
     try:
-        async with autocommit_read(deps.engine) as conn:
-            seen, recent = await reviews.precheck(conn, key, request.decision.strategy_id, since)
+        seen, recent = await deps.reader.check(key, request.decision.strategy_id, since)
         stored = None
         if seen:
             async with read_only(deps.factory) as session:

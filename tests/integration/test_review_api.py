@@ -228,3 +228,19 @@ async def test_unknown_route_when_called_then_json_404(client: httpx.AsyncClient
     r = await client.get("/nope")
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+async def test_order_rate_when_strategy_exceeds_window_limit_then_rejects(
+    client: httpx.AsyncClient,
+) -> None:
+    # config/policy.yaml: 30 submitted orders per strategy per 60 s, counted from stored rows.
+    decisions = []
+    for i in range(31):
+        body = (await post(client, base_request(strategy_id="rate-limited", qty=str(i + 1)))).json()
+        decisions.append(body["decision"])
+    assert decisions[:30] == ["submit"] * 30
+    assert decisions[30] == "reject"
+    last = (await post(client, base_request(strategy_id="rate-limited", qty="99"))).json()
+    assert "order_rate" in last["reasons"]
+    other = (await post(client, base_request(strategy_id="another-strategy"))).json()
+    assert other["decision"] == "submit"

@@ -1,0 +1,93 @@
+"""Group read: the hot-path precheck of concurrent reviews shares one statement.
+
+Every review asks two things before it is decided: was its idempotency key already answered,
+and how many orders has its strategy submitted within the rate window. Under load these
+arrive together, so one reader task answers all pending ones with a single query (keys
+``IN (...)`` plus per-strategy counts); a lone request pays no batching delay. The window
+start of a batch is the earliest of its requests', so a count can only err on the strict side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.session import autocommit_read
+from app.reviews import repository
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    key: str
+    strategy_id: str
+    since: datetime
+    answer: asyncio.Future[tuple[bool, int]]
+
+
+class PrecheckReader:
+    def __init__(self, engine: AsyncEngine, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: list[_Ask] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="review-precheck")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        for ask in self._queue:
+            if not ask.answer.done():
+                ask.answer.set_exception(RuntimeError("precheck reader stopped"))
+                ask.answer.exception()
+
+    async def check(self, key: str, strategy_id: str, since: datetime) -> tuple[bool, int]:
+        """(key already reviewed, submits of the strategy since ``since``)."""
+        if self._task is None or self._task.done():
+            found, counts = await self._query([key], [strategy_id], since)
+            return key in found, counts.get(strategy_id, 0)
+        answer: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Ask(key, strategy_id, since, answer))
+        self._wakeup.set()
+        return await asyncio.shield(answer)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._answer(batch)
+
+    async def _answer(self, batch: list[_Ask]) -> None:
+        try:
+            found, counts = await self._query(
+                sorted({a.key for a in batch}),
+                sorted({a.strategy_id for a in batch}),
+                min(a.since for a in batch),
+            )
+        except Exception as exc:
+            for ask in batch:
+                if not ask.answer.done():
+                    ask.answer.set_exception(exc)
+                    ask.answer.exception()  # the waiter may be gone; never "never retrieved"
+            return
+        for ask in batch:
+            if not ask.answer.done():
+                ask.answer.set_result((ask.key in found, counts.get(ask.strategy_id, 0)))
+
+    async def _query(
+        self, keys: list[str], strategies: list[str], since: datetime
+    ) -> tuple[set[str], dict[str, int]]:
+        async with autocommit_read(self._engine) as conn:
+            return await repository.precheck_many(conn, keys, strategies, since)
