@@ -974,8 +974,12 @@ class Bench:
 
     # ------------------------------------------------------------------ live path
 
-    def _activate_live(self, db: SqliteDB, srv: Server, jangar_url: str) -> str:
-        env = service_env(DATABASE_URL=db.url, JANGAR_BASE_URL=jangar_url)
+    def _activate_live(
+        self, db: SqliteDB, srv: Server, jangar_url: str, eval_url: str | None = None
+    ) -> str:
+        # The eval lane runs against ``eval_url`` when the serving stub is scripted to fail
+        # (a hanging stub would rightly fail the scorecard).
+        env = service_env(DATABASE_URL=db.url, JANGAR_BASE_URL=eval_url or jangar_url)
         state = WORK / "dspy-state.json"
         cli("artifacts", "export-state", "--out", str(state), env=env)
         digest = cli("artifacts", "register-live", "--state-file", str(state), env=env)
@@ -1053,11 +1057,12 @@ class Bench:
         }
         with (
             running(start_stub("hang")) as stub,
+            running(start_stub("valid")) as eval_stub,
             running(
                 start_service("service-storm", db.url, JANGAR_BASE_URL=stub.url, **extra)
             ) as srv,
         ):
-            digest = self._activate_live(db, srv, stub.url)
+            digest = self._activate_live(db, srv, stub.url, eval_url=eval_stub.url)
             # One review first (it times out and falls back): the artifact answers, and
             # first-call work (lazy imports, program build) is not counted in the storm.
             probe = fill_template(self.template_text, self.nonce("probe"), 3)
