@@ -38,6 +38,7 @@ class CircuitBreaker:
         self._clock = clock
         self._on_change = on_change
         self._calls: deque[tuple[float, bool]] = deque()
+        self._failures = 0
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probe_out = False
@@ -72,6 +73,7 @@ class CircuitBreaker:
             self._probe_out = False
             if success:
                 self._calls.clear()
+                self._failures = 0
                 self._set(BreakerState.CLOSED)
             else:
                 self._trip(now)
@@ -79,12 +81,13 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN:
             return  # a straggler from before the trip; the window restarts after the probe
         self._calls.append((now, success))
+        self._failures += not success
         cutoff = now - self._window
         while self._calls and self._calls[0][0] < cutoff:
-            self._calls.popleft()
-        total = len(self._calls)
-        failures = sum(1 for _, ok in self._calls if not ok)
-        if total >= self._min_calls and failures / total >= self._rate:
+            _, ok = self._calls.popleft()
+            self._failures -= not ok
+        total = len(self._calls)  # a running failure count: O(1) per call, even in a storm
+        if total >= self._min_calls and self._failures / total >= self._rate:
             self._trip(now)
 
     def release_probe(self) -> None:
@@ -94,6 +97,7 @@ class CircuitBreaker:
     def _trip(self, now: float) -> None:
         self._opened_at = now
         self._calls.clear()
+        self._failures = 0
         self._set(BreakerState.OPEN)
 
     def _set(self, state: BreakerState) -> None:
