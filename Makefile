@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/bootstrap.txt | sha256sum | cut -c1-12)
 PORT ?= 8080
 
-.PHONY: install compile run test test-fast lint fmt migrate stub run-live bench clean
+.PHONY: install compile run test lint fmt migrate stub run-live bench clean
 
 install: $(STAMP)
 
@@ -48,7 +48,7 @@ STUB_PORT ?= 8181
 stub: install
 	$(PY) -m jangar_stub --port $(STUB_PORT) --behaviour valid
 
-run-live: install
+run-live: install compile
 	$(PY) -m app.cli migrate
 	JANGAR_BASE_URL=http://127.0.0.1:$(STUB_PORT) PORT=$(PORT) exec $(PY) -m app.cli serve
 
