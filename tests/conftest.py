@@ -51,7 +51,7 @@ def postgresql_url() -> Iterator[str]:
     if not db.pg_available():
         if db.REQUIRE_PG:
             pytest.fail("PostgreSQL is required (TRADE_REVIEW_REQUIRE_PG=1) but not reachable")
-        pytest.skip(f"PostgreSQL not reachable on {db.PG_HOST}:{db.PG_PORT}: PostgreSQL case skipped")
+        pytest.skip(f"PostgreSQL not reachable on {db.PG_HOST}:{db.PG_PORT}: case skipped")
     name = db.create_pg_database()
     url = db.pg_url(name)
     db.migrate(url)
