@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
     breaker_cooldown_seconds: float = Field(default=10.0, gt=0)
     bulkhead_max_concurrent: int = Field(default=64, ge=1)
+    # Per concurrent Jangar call, the LLM step ends this much earlier (capped at half the
+    # deadline) so a burst's answers, not just its LLM calls, meet the deadline. 0 disables.
+    llm_answer_reserve_ms: float = Field(default=2.0, ge=0, le=100)
 
     # --- learning lanes and promotion ---------------------------------------------------
     learn_shadow_duration_days: float = Field(default=7.0, ge=0)

@@ -146,6 +146,7 @@ class LiveExecutor:
         # Pinned adapter; its silent second call through JSONAdapter is switched off.
         self._adapter = ReviewAdapter()
         self._deadline = settings.llm_dspy_timeout_seconds
+        self._reserve_per_call = settings.llm_answer_reserve_ms / 1000
         self._programs: OrderedDict[str, TradeReviewProgram] = OrderedDict()
         self.breaker = CircuitBreaker(
             window_seconds=settings.breaker_window_seconds,
@@ -202,7 +203,7 @@ class LiveExecutor:
         try:
             program = self._programs[artifact.artifact_hash]
             anchor = started_at if started_at is not None else asyncio.get_running_loop().time()
-            async with asyncio.timeout_at(anchor + self._deadline):
+            async with asyncio.timeout_at(anchor + self._budget()):
                 with dspy.context(
                     lm=self._lm, adapter=self._adapter, disable_history=True, track_usage=True
                 ):
@@ -237,6 +238,15 @@ class LiveExecutor:
         if completion is not None:
             metrics.JANGAR_TOKENS.labels("completion").inc(completion)
         return LiveResult(CallOutcome.OK, verdict, round(elapsed * 1000, 3), prompt, completion)
+
+    def _budget(self) -> float:
+        """The LLM step's share of the deadline. When many calls are in flight they would all
+        time out together and then queue for the CPU to finish their reviews; each call gives
+        back ``LLM_ANSWER_RESERVE_MS`` per call in flight (never more than half the deadline),
+        which staggers the cut-offs so the answers, not only the LLM calls, meet the deadline.
+        """
+        reserve = self.bulkhead.in_flight * self._reserve_per_call
+        return self._deadline - min(reserve, self._deadline / 2)
 
     def _finish(self, outcome: CallOutcome, elapsed: float, *, probe: bool) -> None:
         self.breaker.record(outcome not in _GATEWAY_FAILURES, probe=probe)
