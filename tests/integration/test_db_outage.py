@@ -8,7 +8,6 @@ looks like from the service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -25,59 +24,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.main import create_app
 from tests.conftest import Clock, make_settings, truncate
 from tests.support import db
-from tests.support.proxy import FaultProxy
+from tests.support.proxy import FaultProxy, StallProxy
 from tests.support.requests import base_request
 
 # Each answer during the outage must come back well inside this (connect timeout is 2 s).
 OUTAGE_ANSWER_BUDGET_S = 10.0
 RECOVERY_BUDGET_S = 15.0
-
-
-class StallProxy(FaultProxy):
-    """A partition without resets: bytes stop flowing and new connections hang unanswered."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        super().__init__(target_host, target_port)
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-
-    def stall(self) -> None:
-        self._flowing.clear()
-
-    def restore(self) -> None:
-        self._flowing.set()
-
-    async def close(self) -> None:
-        self.up = False
-        self._flowing.set()  # release held handshakes; they see ``up`` is False and hang up
-        await super().close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()  # a connect during the stall hangs in the handshake
-        if not self.up:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._conns.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    await self._flowing.wait()
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._conns.difference_update({writer, up_writer})
 
 
 @pytest.fixture(params=["refused", "stalled"])

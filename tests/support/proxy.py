@@ -18,7 +18,14 @@ class FaultProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def _admit(self) -> None:
+        """Awaited before a new connection is accepted (a stall holds it here)."""
+
+    async def _forward_gate(self) -> None:
+        """Awaited before each chunk is forwarded (a stall holds traffic here)."""
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._admit()
         if not self.up:
             writer.close()
             return
@@ -32,6 +39,7 @@ class FaultProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self._forward_gate()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.CancelledError):
@@ -59,3 +67,29 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class StallProxy(FaultProxy):
+    """A partition without resets: bytes stop flowing and new connections hang unanswered."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        self._flowing.set()
+
+    async def close(self) -> None:
+        self.up = False
+        self._flowing.set()  # release held handshakes; they see ``up`` is False and hang up
+        await super().close()
+
+    async def _admit(self) -> None:
+        await self._flowing.wait()  # a connect during the stall hangs in the handshake
+
+    async def _forward_gate(self) -> None:
+        await self._flowing.wait()
