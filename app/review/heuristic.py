@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
+from app.gates.context import resolve_reference_price
 from app.review.schemas import (
     Action,
     ReviewRequest,
@@ -69,13 +70,9 @@ def _num(value: Any) -> float | None:
 
 
 def _reference_price(request: ReviewRequest) -> float | None:
-    if request.market is not None and request.market.price is not None:
-        return float(request.market.price)
-    for key in ("price_snapshot", "price"):
-        price = _num(request.decision.params.get(key))
-        if price is not None and price > 0:
-            return price
-    return None
+    # The same resolution the gates use (one rule for "the price the order is judged at").
+    price = resolve_reference_price(request).price
+    return float(price) if price is not None else None
 
 
 def _volatility(request: ReviewRequest) -> float | None:
