@@ -178,23 +178,6 @@ def export_state(out: Annotated[Path, typer.Option(dir_okay=False)]) -> None:
     print(out)
 
 
-@artifacts.command("list")
-def list_cmd() -> None:
-    """List the program's artifacts with their states."""
-    settings = _settings()
-    from app.registry import repository
-
-    async def go(session: Any) -> list[str]:
-        rows = await repository.list_for_program(session, settings.llm_dspy_program_name)
-        return [
-            f"{r.artifact_hash}  {r.state:<9}  {r.executor:<9}  {r.created_at:%Y-%m-%d %H:%M}"
-            for r in rows
-        ]
-
-    for line in _run_db(settings, go):
-        print(line)
-
-
 def main() -> None:
     cli()
 
