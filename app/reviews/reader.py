@@ -10,7 +10,6 @@ start of a batch is the earliest of its requests', so a count can only err on th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.session import autocommit_read
 from app.reviews import repository
+from app.reviews.batching import Batcher, fail, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,43 +31,25 @@ class _Ask:
 class PrecheckReader:
     def __init__(self, engine: AsyncEngine, max_batch: int = 256) -> None:
         self._engine = engine
-        self._max_batch = max_batch
-        self._queue: list[_Ask] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._batcher = Batcher[_Ask](self._answer, max_batch=max_batch, name="review-precheck")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="review-precheck")
+        self._batcher.start()
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        for ask in self._queue:
-            if not ask.answer.done():
-                ask.answer.set_exception(RuntimeError("precheck reader stopped"))
-                ask.answer.exception()
+        pending = self._batcher.pending
+        await self._batcher.stop()
+        for ask in pending:
+            fail(ask.answer, RuntimeError("precheck reader stopped"))
 
     async def check(self, key: str, strategy_id: str, since: datetime) -> tuple[bool, int]:
         """(key already reviewed, submits of the strategy since ``since``)."""
-        if self._task is None or self._task.done():
+        if not self._batcher.running:
             found, counts = await self._query([key], [strategy_id], since)
             return key in found, counts.get(strategy_id, 0)
         answer: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Ask(key, strategy_id, since, answer))
-        self._wakeup.set()
+        self._batcher.submit(_Ask(key, strategy_id, since, answer))
         return await asyncio.shield(answer)
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._answer(batch)
 
     async def _answer(self, batch: list[_Ask]) -> None:
         try:
@@ -78,13 +60,10 @@ class PrecheckReader:
             )
         except Exception as exc:
             for ask in batch:
-                if not ask.answer.done():
-                    ask.answer.set_exception(exc)
-                    ask.answer.exception()  # the waiter may be gone; never "never retrieved"
+                fail(ask.answer, exc)
             return
         for ask in batch:
-            if not ask.answer.done():
-                ask.answer.set_result((ask.key in found, counts.get(ask.strategy_id, 0)))
+            resolve(ask.answer, (ask.key in found, counts.get(ask.strategy_id, 0)))
 
     async def _query(
         self, keys: list[str], strategies: list[str], since: datetime
