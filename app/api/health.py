@@ -41,6 +41,8 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     artifact = pipeline.live.artifact
     checks["artifact"] = artifact.artifact_hash if artifact else "none"
+    if pipeline.live.last_error is not None:
+        checks["artifact_error"] = pipeline.live.last_error  # e.g. a refused promotion
     checks["controls"] = "ok" if pipeline.live.controls_loaded else "not loaded"
     ready = checks["database"] == "ok" and artifact is not None and pipeline.live.controls_loaded
     body = {"status": "ready" if ready else "not_ready", "checks": checks}

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.controls import repository as controls_repo
 from app.controls.repository import Controls
 from app.db.session import SessionFactory, read_only, unit_of_work
@@ -48,7 +50,7 @@ class LiveState:
         self.controls_loaded = False
         self.bootstrapped = False
         self.last_error: str | None = None
-        self._refused: set[str] = set()
+        self._refused: dict[str, str] = {}
 
     @property
     def pinned_hash(self) -> str | None:
@@ -73,32 +75,34 @@ class LiveState:
                 session, self._program, ArtifactState.ACTIVE
             )
             current = self.artifact.artifact_hash if self.artifact else None
-            if wanted is not None and wanted != current and wanted not in self._refused:
-                row = await repository.get_by_hash(session, wanted)
-                if row is None:
-                    metrics.ARTIFACT_LOAD_FAILURES.labels("missing").inc()
-                    self.last_error = f"artifact {wanted} not found"
-                    event("artifact.missing", logging.ERROR, artifact_hash=wanted)
-                else:
-                    try:
-                        loaded_artifact = Artifact.verified(
-                            row.artifact_hash, row.manifest, row.program_state
-                        )
-                        if self._prepare is not None:
-                            self._prepare(loaded_artifact)
-                    except ArtifactIntegrityError as exc:
-                        self._refused.add(wanted)
-                        metrics.ARTIFACT_LOAD_FAILURES.labels("integrity").inc()
-                        self.last_error = str(exc)
-                        event("artifact.refused", logging.ERROR, error=str(exc))
-                    except (KeyError, ValueError) as exc:
-                        self._refused.add(wanted)
-                        metrics.ARTIFACT_LOAD_FAILURES.labels("invalid").inc()
-                        self.last_error = f"artifact {wanted} unreadable: {exc}"
-                        event("artifact.refused", logging.ERROR, error=str(exc))
-                    else:
-                        self._set_artifact(loaded_artifact)
-        self.last_error = None if self.artifact is not None else self.last_error
+            problem: str | None = None
+            if wanted is not None and wanted != current:
+                problem = self._refused.get(wanted) or await self._load(session, wanted)
+        # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
+        self.last_error = problem
+
+    async def _load(self, session: AsyncSession, wanted: str) -> str | None:
+        """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise."""
+        row = await repository.get_by_hash(session, wanted)
+        if row is None:  # not refused for good: it may be committed by the next poll
+            metrics.ARTIFACT_LOAD_FAILURES.labels("missing").inc()
+            event("artifact.missing", logging.ERROR, artifact_hash=wanted)
+            return f"artifact {wanted} not found"
+        try:
+            loaded = Artifact.verified(row.artifact_hash, row.manifest, row.program_state)
+            if self._prepare is not None:
+                self._prepare(loaded)
+        except ArtifactIntegrityError as exc:
+            reason, label = str(exc), "integrity"
+        except Exception as exc:  # unreadable manifest or program state: refuse, keep serving
+            reason, label = f"artifact {wanted} unreadable: {exc}", "invalid"
+        else:
+            self._set_artifact(loaded)
+            return None
+        self._refused[wanted] = reason
+        metrics.ARTIFACT_LOAD_FAILURES.labels(label).inc()
+        event("artifact.refused", logging.ERROR, error=reason)
+        return reason
 
     def _set_controls(self, controls: Controls) -> None:
         self.controls = controls

@@ -262,6 +262,7 @@ async def test_tampered_artifact_when_promoted_then_refused_and_previous_keeps_s
         ready = await client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["checks"]["artifact"] == good
+        assert "altered" in ready.json()["checks"]["artifact_error"]  # says why, for operators
     # The registry still says the tampered one is active: refusing it is the replica's call.
     assert dict(await artifact_rows(database_url))[bad] == "active"
 
