@@ -58,7 +58,8 @@ def serve(
         port=port,
         loop="uvloop",
         http="httptools",
-        access_log=False,
+        access_log=settings.log_access,
+        log_config=None,  # uvicorn's lines go through our JSON handler (app/observability)
         timeout_graceful_shutdown=10,
     )
 

@@ -21,7 +21,7 @@ from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
 from app.gates.limits import load_policy
-from app.observability import metrics
+from app.observability import metrics, tracing
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
 from app.registry.cache import LiveState
@@ -32,6 +32,8 @@ from app.reviews.writer import ReviewWriter
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
     from app.review.live import LiveExecutor
 
 
@@ -59,10 +61,16 @@ def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor 
 
 
 def create_app(
-    settings: Settings | None = None, clock: Callable[[], datetime] = utc_now
+    settings: Settings | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
+    """``span_exporter`` (tests) turns tracing on without OTEL_EXPORTER_OTLP_ENDPOINT."""
     settings = settings or load_settings()
-    configure(settings.log_level)
+    configure(settings.log_level, access_log=settings.log_access)
+    tracing.setup(settings, span_exporter)
+    metrics.BUILD_INFO.clear()
+    metrics.BUILD_INFO.labels(settings.build_sha, settings.image_digest).set(1)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
@@ -77,6 +85,7 @@ def create_app(
                 max_keepalive_connections=settings.bulkhead_max_concurrent,
             ),
         )
+        tracing.instrument_clients(http, engine)
         runtime = ReviewRuntime(_live_executor(settings, http))
         live = LiveState(
             factory,
@@ -105,6 +114,7 @@ def create_app(
             clock=clock,
             writer=writer,
             reader=reader,
+            build_sha=settings.build_sha,
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
@@ -118,6 +128,7 @@ def create_app(
             await writer.stop()
             await http.aclose()
             await engine.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="trade-review",
@@ -125,8 +136,11 @@ def create_app(
         summary="Pre-trade review: advisory LLM review behind deterministic risk gates",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # served below from packaged assets (works offline, no CDN)
     )
     app.state.settings = settings
+    _offline_docs(app)
+    tracing.instrument_app(app)
     app.include_router(review.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
@@ -170,3 +184,23 @@ def create_app(
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its JS/CSS from the ``swagger-ui-bundle`` package."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path  # pyright: ignore[reportMissingTypeStubs]
+
+    app.mount("/docs-static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def _docs() -> HTMLResponse:  # pyright: ignore[reportUnusedFunction]
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )

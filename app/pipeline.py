@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from app.db.session import SessionFactory, read_only
@@ -33,7 +35,8 @@ from app.gates.context import (
 from app.gates.limits import LoadedPolicy
 from app.gates.plan import plan_order
 from app.observability import metrics
-from app.observability.logging import event
+from app.observability.logging import add_fields, bind, event, trace_id_from
+from app.observability.tracing import current_trace_id, tracer
 from app.registry.cache import LiveState
 from app.registry.hashing import canonical_json, sha256_hex
 from app.review.runtime import ReviewOutcome, ReviewRuntime
@@ -101,6 +104,7 @@ class PipelineDeps:
     clock: Callable[[], datetime]
     writer: ReviewWriter
     reader: PrecheckReader
+    build_sha: str = "dev"
     inflight: dict[str, asyncio.Future[Reviewed]] = field(
         default_factory=dict[str, "asyncio.Future[Reviewed]"]
     )
@@ -112,9 +116,22 @@ def request_hash(request_json: dict[str, Any]) -> str:
     return sha256_hex(canonical_json(request_json))
 
 
+_CREDENTIALS = re.compile(r"://[^/@\s]*@")
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line cause for the log: the driver's message, credentials in URLs removed."""
+    cause = exc.__cause__ or getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    text = _CREDENTIALS.sub("://***@", text)[:240]
+    if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
+        return f"timed out: {text}" if text else "timed out"
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
 def audit_unavailable(exc: BaseException) -> ServiceUnavailable:
     metrics.AUDIT_UNAVAILABLE.inc()
-    event("review.audit_unavailable", logging.ERROR, error=type(exc).__name__)
+    event("review.audit_unavailable", logging.ERROR, error=type(exc).__name__, reason=_why(exc))
     return ServiceUnavailable(
         "the review could not be recorded; the order must not be sent",
         code=ErrorCode.AUDIT_UNAVAILABLE,
@@ -176,6 +193,26 @@ async def _decide_once(
     key: str,
     trace_headers: Mapping[str, str],
 ) -> Reviewed:
+    """One review under its span, its log fields bound (review_id, trace_id, ...)."""
+    review_id = str(uuid.uuid4())
+    with tracer().start_as_current_span("review") as span:
+        trace_id = current_trace_id() or trace_id_from(trace_headers.get("traceparent"))
+        span.set_attribute("review.id", review_id)
+        with bind(review_id=review_id, trace_id=trace_id):
+            return await _review(
+                deps, request, request_json, req_hash, key, trace_headers, review_id
+            )
+
+
+async def _review(
+    deps: PipelineDeps,
+    request: ReviewRequest,
+    request_json: dict[str, Any],
+    req_hash: str,
+    key: str,
+    trace_headers: Mapping[str, str],
+    review_id: str,
+) -> Reviewed:
     t0 = time.perf_counter()
     started_at = asyncio.get_running_loop().time()  # the LLM deadline's anchor
     now = deps.clock()
@@ -196,6 +233,7 @@ async def _decide_once(
     controls = deps.live.controls
     artifact = deps.live.artifact
     arm = Arm.PINNED if deps.live.pinned_hash else Arm.ACTIVE
+    add_fields(artifact_hash=artifact.artifact_hash if artifact else None, arm=arm.value)
     outcome = await deps.runtime.review(
         request,
         artifact,
@@ -218,11 +256,22 @@ async def _decide_once(
         recent_orders_for_strategy=recent,
         current_position_qty=current_position_qty(request),
     )
-    gates = evaluate(ctx, limits)
+    with tracer().start_as_current_span("gates") as gate_span:
+        gates = evaluate(ctx, limits)
+        gate_span.set_attribute("gates.failed", [g.code.value for g in gates if not g.passed])
     decision, reasons = final_decision(outcome, gates, limits.review.abstain_action)
     t_gates = time.perf_counter()
-
-    review_id = str(uuid.uuid4())
+    artifact_hash = artifact.artifact_hash if artifact else "none"
+    span = trace.get_current_span()
+    span.set_attributes(
+        {
+            "review.decision": decision.value,
+            "review.executor": outcome.executor.value,
+            "review.arm": arm.value,
+            "review.artifact_hash": artifact_hash,
+            "review.fallback_reason": outcome.fallback.value if outcome.fallback else "",
+        }
+    )
     timings = {
         "read": _ms(t_read - t0),
         "review": _ms(t_review - t_read),
@@ -259,7 +308,7 @@ async def _decide_once(
         ),
         gates=[GateOut(code=g.code.value, passed=g.passed, reason=g.reason) for g in gates],
         lineage=LineageOut(
-            artifact_hash=artifact.artifact_hash if artifact else "none",
+            artifact_hash=artifact_hash,
             program=artifact.program_name if artifact else deps.program_name,
             signature_version=artifact.signature_version if artifact else deps.signature_version,
             executor=outcome.executor.value,
@@ -269,6 +318,7 @@ async def _decide_once(
                 used=outcome.fallback is not None,
                 reason=outcome.fallback.value if outcome.fallback else None,
             ),
+            build_sha=deps.build_sha,
         ),
         policy_hash=deps.policy.policy_hash,
         request_hash=req_hash,
@@ -279,7 +329,8 @@ async def _decide_once(
     body = response.model_dump(mode="json")  # once: the audit row and the answer
     row = _row(request, request_json, response, body, outcome, key, now)
     try:
-        await deps.writer.write(row)
+        with tracer().start_as_current_span("audit.write"):
+            await deps.writer.write(row)
     except IntegrityError:
         # Another replica (or an earlier attempt) recorded this key first: answer with that.
         try:

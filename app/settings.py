@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: str = "INFO"
 
+    # --- operations: logs, traces, build identity (issue 11) ------------------------------
+    log_access: bool = False  # one JSON line per HTTP request (uvicorn's access log)
+    # Traces are exported (OTLP/HTTP) only when this is set; unset, no SDK is set up at all.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "trade-review"
+    # Baked into the image (Dockerfile ARG BUILD_SHA); the digest comes from the deploy.
+    build_sha: str = Field(default="dev", max_length=64)
+    image_digest: str = Field(default="unknown", max_length=128)
+
     @field_validator("jangar_base_url")
     @classmethod
     def _check_jangar_url(cls, value: str | None) -> str | None:

@@ -48,6 +48,8 @@ class Behaviour(StrEnum):
     HANG = "hang"
     HTTP_500 = "http_500"
     HTTP_429 = "http_429"
+    HTTP_401 = "http_401"
+    HTTP_403 = "http_403"
     MALFORMED_JSON = "malformed_json"
     SCHEMA_INVALID = "schema_invalid"
     ERROR_FRAME = "error_frame"
@@ -541,6 +543,10 @@ async def _reply(behaviour: Behaviour, ex: _Exchange) -> bool:
         case Behaviour.HTTP_500:
             error = {"error": {"message": "upstream exploded", "type": "server_error"}}
             await _send_json(ex.writer, 500, error)
+        case Behaviour.HTTP_401 | Behaviour.HTTP_403:
+            status = 401 if behaviour is Behaviour.HTTP_401 else 403
+            error = {"error": {"message": "invalid api key", "type": "authentication_error"}}
+            await _send_json(ex.writer, status, error)
         case Behaviour.HTTP_429:
             error = {"error": {"message": "slow down", "type": "rate_limit_error"}}
             await _send_json(ex.writer, 429, error, extra_headers=[("retry-after", "2")])

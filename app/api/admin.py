@@ -5,6 +5,7 @@ compare) or 401; 503 ``admin_disabled`` when no token is configured. The acting 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -36,6 +37,14 @@ def require_admin(
         )
     expected = f"Bearer {settings.admin_token.get_secret_value()}".encode()
     if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+        # Route and claimed operator only: the presented credential is never logged.
+        event(
+            "admin.auth_failed",
+            logging.WARNING,
+            route=f"{request.method} {request.url.path}",
+            operator=x_operator or "admin",
+            credential="missing" if authorization is None else "wrong",
+        )
         raise Unauthorized("missing or wrong admin bearer token")
     return f"operator:{x_operator or 'admin'}"
 

@@ -48,7 +48,7 @@ STATE_REFRESH_FAILURES = Counter(
 JANGAR_CALLS = Counter(
     "trade_review_jangar_calls_total",
     "Jangar call attempts by outcome (closed set: ok, timeout, transport_error, http_error, "
-    "rate_limited, schema_invalid, circuit_open, bulkhead_full)",
+    "auth, rate_limited, schema_invalid, circuit_open, bulkhead_full)",
     ["outcome"],
 )
 JANGAR_LATENCY = Histogram(
@@ -93,4 +93,11 @@ LANE_DURATION = Histogram(
     "Lane run duration",
     ["lane"],
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)
+
+# --- operations: build identity (issue 11) ----------------------------------------------------
+BUILD_INFO = Gauge(
+    "trade_review_build_info",
+    "The running build (1): git SHA baked into the image, image digest from the deploy",
+    ["build_sha", "image_digest"],
 )

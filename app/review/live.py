@@ -24,6 +24,7 @@ import dspy  # pyright: ignore[reportMissingTypeStubs]
 import httpx
 from dspy.utils.exceptions import (  # pyright: ignore[reportMissingTypeStubs]
     AdapterParseError,
+    LMAuthError,
     LMProviderError,
     LMRateLimitError,
     LMServerError,
@@ -34,6 +35,7 @@ from pydantic import ValidationError
 
 from app.observability import metrics
 from app.observability.logging import event
+from app.observability.tracing import outgoing_headers, tracer
 from app.registry.artifact import Artifact
 from app.review.jangar import JangarEngine, build_lm, call_headers
 from app.review.jangar_url import normalize_base_url
@@ -56,19 +58,24 @@ class CallOutcome(StrEnum):
     TIMEOUT = "timeout"
     TRANSPORT_ERROR = "transport_error"
     HTTP_ERROR = "http_error"
+    AUTH = "auth"  # Jangar answered 401/403: our key or binding, not Jangar's health
     RATE_LIMITED = "rate_limited"
     SCHEMA_INVALID = "schema_invalid"
     CIRCUIT_OPEN = "circuit_open"
     BULKHEAD_FULL = "bulkhead_full"
 
 
-# Outcomes that say the gateway is unhealthy (they feed the breaker). A schema-invalid answer
-# came back fine over the wire: it is the model's fault, not the gateway's.
+# Outcomes that say the gateway is unusable (they feed the breaker). A schema-invalid answer
+# came back fine over the wire: it is the model's fault, not the gateway's. Auth failures do
+# count: a refused key fails every call the same way until an operator fixes the binding, so
+# the breaker stops paying a round trip per review; the half-open probes keep counting
+# ``outcome="auth"``, which is what the alert watches.
 _GATEWAY_FAILURES = frozenset(
     {
         CallOutcome.TIMEOUT,
         CallOutcome.TRANSPORT_ERROR,
         CallOutcome.HTTP_ERROR,
+        CallOutcome.AUTH,
         CallOutcome.RATE_LIMITED,
     }
 )
@@ -93,6 +100,8 @@ def classify(exc: BaseException) -> CallOutcome:
         return CallOutcome.TIMEOUT
     if isinstance(exc, AdapterParseError | ValidationError | ValueError | TypeError):
         return CallOutcome.SCHEMA_INVALID
+    if isinstance(exc, LMAuthError):
+        return CallOutcome.AUTH
     if isinstance(exc, LMRateLimitError):
         return CallOutcome.RATE_LIMITED
     if isinstance(exc, LMServerError):
@@ -177,6 +186,28 @@ class LiveExecutor:
         trace_headers: Mapping[str, str],
         started_at: float | None = None,
     ) -> LiveResult:
+        """The call under a ``jangar.call`` span (model, outcome, tokens as attributes)."""
+        with tracer().start_as_current_span("jangar.call") as span:
+            result = await self._call(request, artifact, trace_headers, started_at)
+            span.set_attributes(
+                {
+                    "llm.model": self.model,
+                    "jangar.outcome": result.outcome.value,
+                    "llm.prompt_tokens": result.prompt_tokens or 0,
+                    "llm.completion_tokens": result.completion_tokens or 0,
+                }
+            )
+            if result.outcome is not CallOutcome.OK:
+                span.set_attribute("review.fallback_reason", result.outcome.value)
+            return result
+
+    async def _call(
+        self,
+        request: ReviewRequest,
+        artifact: Artifact,
+        trace_headers: Mapping[str, str],
+        started_at: float | None = None,
+    ) -> LiveResult:
         """``started_at`` (``loop.time()`` when the review began) anchors the deadline: the
         LLM step ends at ``started_at + LLM_DSPY_TIMEOUT_SECONDS`` however long the request
         waited before it, so a burst cannot push answers past the budget."""
@@ -198,7 +229,7 @@ class LiveExecutor:
             raise
         metrics.JANGAR_IN_FLIGHT.inc()
         start = time.perf_counter()
-        token = call_headers.set(trace_headers)
+        token = call_headers.set(outgoing_headers(trace_headers))
         finished = False
         try:
             program = self._programs[artifact.artifact_hash]

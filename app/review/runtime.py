@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from app.observability.logging import event
+from app.observability.tracing import tracer
 from app.registry.artifact import Artifact
 from app.registry.states import ExecutorKind
 from app.review import heuristic
@@ -26,6 +27,7 @@ class FallbackReason(StrEnum):
     TIMEOUT = "timeout"
     TRANSPORT_ERROR = "transport_error"
     HTTP_ERROR = "http_error"
+    AUTH = "auth"
     RATE_LIMITED = "rate_limited"
     SCHEMA_INVALID = "schema_invalid"
     CIRCUIT_OPEN = "circuit_open"
@@ -87,6 +89,29 @@ class ReviewRuntime:
             self.live.prepare(artifact)
 
     async def review(
+        self,
+        request: ReviewRequest,
+        artifact: Artifact | None,
+        *,
+        dspy_disabled: bool,
+        trace_headers: Mapping[str, str] | None = None,
+        started_at: float | None = None,
+    ) -> ReviewOutcome:
+        """The executor step under an ``executor`` span (who answered, and why a fallback)."""
+        with tracer().start_as_current_span("executor") as span:
+            outcome = await self._review(
+                request,
+                artifact,
+                dspy_disabled=dspy_disabled,
+                trace_headers=trace_headers,
+                started_at=started_at,
+            )
+            span.set_attribute("review.executor", outcome.executor.value)
+            if outcome.fallback is not None:
+                span.set_attribute("review.fallback_reason", outcome.fallback.value)
+            return outcome
+
+    async def _review(
         self,
         request: ReviewRequest,
         artifact: Artifact | None,

@@ -240,6 +240,7 @@ class LineageOut(BaseModel):
     model: str | None = None
     arm: str
     fallback: FallbackOut
+    build_sha: str = "dev"  # the service build that answered (image's BUILD_SHA)
 
 
 class ReviewResponse(BaseModel):
