@@ -23,8 +23,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(env: dict[str, str], timeout: float = 30.0) -> Iterator[str]:
-    """Migrate, start ``python -m app serve``, wait for /readyz 200; yields the base URL."""
+def running_service(
+    env: dict[str, str], timeout: float = 30.0, log_path: Path | None = None
+) -> Iterator[str]:
+    """Migrate, start ``python -m app serve``, wait for /readyz 200; yields the base URL.
+    ``log_path``: the service's stderr (its JSON log) goes to that file instead of a pipe."""
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
     subprocess.run(
@@ -34,19 +37,21 @@ def running_service(env: dict[str, str], timeout: float = 30.0) -> Iterator[str]
         check=True,
         capture_output=True,
     )
+    log = log_path.open("wb") if log_path is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"],
         env=full_env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log if log is not None else subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"service exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                out = log_path.read_bytes() if log_path else proc.stderr.read()  # type: ignore[union-attr]
+                raise RuntimeError(f"service exited: {out.decode()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
@@ -60,3 +65,5 @@ def running_service(env: dict[str, str], timeout: float = 30.0) -> Iterator[str]
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if log is not None:
+            log.close()
