@@ -31,7 +31,7 @@ from tests.integration.test_live_review import (
 from tests.support.requests import base_request
 from tests.support.server import running_service
 
-ADMIN_TOKEN = "adm-" + uuid.uuid4().hex  # noqa: S105 - a test secret that must never be logged
+ADMIN_TOKEN = "adm-" + uuid.uuid4().hex
 JANGAR_KEY = "jk-" + uuid.uuid4().hex
 
 
