@@ -24,6 +24,13 @@ COPY app/ app/
 # Bytecode compiled at build time: a cold start (Knative scale-from-zero) skips compiling.
 RUN python -m compileall -q app migrations
 
+# The build's identity: `docker build --build-arg BUILD_SHA=$(git rev-parse --short=12 HEAD)`.
+# It names the Knative revision (knative/service.yaml), is on every review's lineage and on
+# /metrics as trade_review_build_info{build_sha, image_digest}.
+ARG BUILD_SHA=dev
+ENV BUILD_SHA=${BUILD_SHA}
+LABEL org.opencontainers.image.revision=${BUILD_SHA}
+
 RUN useradd --system --uid 10001 --home-dir /app reviewer \
     && mkdir -p /app/var && chown reviewer /app/var
 USER 10001

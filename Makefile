@@ -36,6 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
+	$(VENV)/bin/hadolint Dockerfile
 
 fmt: install
 	$(VENV)/bin/ruff format .

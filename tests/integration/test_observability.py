@@ -188,20 +188,22 @@ def test_a_run_logs_json_lines_without_any_secret(
         "BUILD_SHA": "feedbeef",
         "IMAGE_DIGEST": "sha256:" + "0" * 64,
     }
-    with running_service(env, log_path=log) as base:
-        with httpx.Client(base_url=base, timeout=10) as http:
-            r = http.post("/review", json=base_request(strategy_id="logs-1"))
-            assert r.status_code == 200, r.text
-            wrong = http.get(
-                "/admin/controls",
-                headers={"authorization": "Bearer not-" + ADMIN_TOKEN, "x-operator": "mallory"},
-            )
-            assert wrong.status_code == 401
-            ok = http.get("/admin/controls", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
-            assert ok.status_code == 200
-            metrics = http.get("/metrics").text
-            docs = http.get("/docs")
-            asset = http.get("/docs-static/swagger-ui-bundle.js")
+    with (
+        running_service(env, log_path=log) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        r = http.post("/review", json=base_request(strategy_id="logs-1"))
+        assert r.status_code == 200, r.text
+        wrong = http.get(
+            "/admin/controls",
+            headers={"authorization": "Bearer not-" + ADMIN_TOKEN, "x-operator": "mallory"},
+        )
+        assert wrong.status_code == 401
+        ok = http.get("/admin/controls", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert ok.status_code == 200
+        metrics = http.get("/metrics").text
+        docs = http.get("/docs")
+        asset = http.get("/docs-static/swagger-ui-bundle.js")
     text = log.read_text()
     assert ADMIN_TOKEN not in text
     assert JANGAR_KEY not in text
