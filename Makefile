@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/bootstrap.txt | sha256sum | cut -c1-12)
 PORT ?= 8080
 
-.PHONY: install compile run test lint fmt migrate stub run-live bench clean
+.PHONY: install compile run test lint fmt migrate stub run-live bench clean figures
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
 	$(VENV)/bin/hadolint Dockerfile
+
+# README figures come from here, not from memory.
+figures: install
+	@$(PY) -m pytest --collect-only -q | tail -1
 
 fmt: install
 	$(VENV)/bin/ruff format .

@@ -179,8 +179,39 @@ def export_state(out: Annotated[Path, typer.Option(dir_okay=False)]) -> None:
     print(out)
 
 
+@cli.command()
+def demo(
+    url: Annotated[str, typer.Option(help="the running service")] = "http://127.0.0.1:8080",
+    examples: Annotated[Path, typer.Option(help="request bodies (*.json)")] = Path("examples"),
+) -> None:
+    """Send the examples (re-dated to now; one kept stale on purpose) and print each decision."""
+    from app.demo import DemoError, run
+
+    try:
+        outcomes = run(url.rstrip("/"), examples)
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    for outcome in outcomes:
+        print(outcome.line)
+
+
 def main() -> None:
-    cli()
+    """Errors are one line and an exit code; ``--debug`` (anywhere) shows the traceback."""
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        text = str(exc).strip()
+        first = text.splitlines()[0][:300] if text else ""
+        print(f"error: {type(exc).__name__}: {first} (--debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

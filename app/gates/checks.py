@@ -113,6 +113,19 @@ def symbol_allowed(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     return _ok(code, f"{symbol} allowed")
 
 
+def human_age(seconds: float) -> str:
+    """``912840`` -> ``10d 13h``; ``4000`` -> ``1h 6m``; ``75`` -> ``75 s`` (two units at most)."""
+    whole = int(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
+
+
 def reference_price(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     """A reference price must be present and fresh; without one the order fails closed."""
     code = GateCode.REFERENCE_PRICE
@@ -122,7 +135,11 @@ def reference_price(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     age = (ctx.now - ref.as_of).total_seconds()
     cfg = limits.reference_price
     if age > cfg.max_age_seconds:
-        return _fail(code, f"reference price from {ref.source} is stale ({age:.0f}s old)")
+        return _fail(
+            code,
+            f"reference price from {ref.source} is stale "
+            f"({human_age(age)} old, max {cfg.max_age_seconds:g} s)",
+        )
     if -age > cfg.max_future_skew_seconds:
         return _fail(code, f"reference price timestamp is {-age:.0f}s in the future")
     return _ok(code, f"{ref.price} from {ref.source}, {max(age, 0):.1f}s old")
@@ -266,7 +283,10 @@ def market_context(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     if mc.as_of_utc is not None:
         age = (ctx.now - mc.as_of_utc).total_seconds()
         if age > cfg.max_freshness_seconds:
-            return _fail(code, f"market context as of {age:.0f}s ago")
+            return _fail(
+                code,
+                f"market context as of {human_age(age)} ago, max {cfg.max_freshness_seconds:g} s",
+            )
     if mc.quality_score is not None and mc.quality_score < Decimal(str(cfg.min_quality_score)):
         return _fail(code, f"market context quality {mc.quality_score} < {cfg.min_quality_score}")
     blocking = {f.lower() for f in cfg.blocking_risk_flags}

@@ -92,10 +92,14 @@ def _run(settings: Settings, fn: Callable[[SessionFactory], Awaitable[T]]) -> T:
 def _parse_ts(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
+    if value.strip().lower() == "now":
+        return _now()
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{name} must be an ISO-8601 time, got {value!r}") from None
+        raise typer.BadParameter(
+            f"{name} must be an ISO-8601 time or 'now', got {value!r}"
+        ) from None
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
@@ -126,7 +130,9 @@ def _quiet_optimizers(verbose: bool) -> Generator[None]:
 @lanes.command("dataset-build")
 def dataset_build(
     since: Annotated[str | None, typer.Option(help="ISO time (default: until - days)")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO time (default: this hour)")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO time or 'now' (default: this hour)")
+    ] = None,
     days: Annotated[float, typer.Option(help="window length when --since is omitted")] = 30.0,
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
     max_examples: Annotated[int, typer.Option(min=1)] = 5000,
@@ -140,15 +146,24 @@ def dataset_build(
     start = _parse_ts(since, "--since") or end - timedelta(days=days)
 
     async def go(factory: SessionFactory) -> Any:
-        return await service.build_dataset(
-            factory,
-            since=start,
-            until=end,
-            seed=seed,
-            actor=actor,
-            clock=_now,
-            max_examples=max_examples,
-        )
+        try:
+            return await service.build_dataset(
+                factory,
+                since=start,
+                until=end,
+                seed=seed,
+                actor=actor,
+                clock=_now,
+                max_examples=max_examples,
+            )
+        except ValueError as exc:
+            if "no examples" not in str(exc):
+                raise
+            raise ValueError(
+                f"empty window [{start.isoformat()} .. {end.isoformat()}): no review in it has "
+                "a recorded outcome (POST /outcomes). Widen it (--since, --days; --until now "
+                "includes the current hour) or record outcomes first."
+            ) from None
 
     data = _run(settings, go)
     err.print(f"dataset [{start.isoformat()} .. {end.isoformat()}) seed={seed}: {data.counts()}")
@@ -410,13 +425,20 @@ def list_cmd() -> None:
 
 
 @lanes.command("show")
-def show_cmd(artifact_hash: str) -> None:
+def show_cmd(
+    artifact_hash: Annotated[str, typer.Argument(help="full hash or a unique prefix (>= 6)")],
+) -> None:
     """One artifact: manifest, lineage, events, evidence (scorecards, denials), lane runs (JSON)."""
     settings = _settings()
     from app.lanes import service
 
     async def go(factory: SessionFactory) -> Any:
-        return await service.show_artifact(factory, artifact_hash)
+        from app.db.session import read_only
+        from app.registry.repository import resolve_prefix
+
+        async with read_only(factory) as session:
+            digest = await resolve_prefix(session, artifact_hash)
+        return await service.show_artifact(factory, digest)
 
     view = _run(settings, go)
     row = view.row

@@ -31,6 +31,7 @@ _REDACTED: Final = "[redacted]"
 _RESERVED: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
+    "color_message",  # uvicorn's ANSI copy of the message
 }
 
 

@@ -169,3 +169,27 @@ async def prune_retired_state(session: AsyncSession, program: str, keep: int, no
         pruned += 1
     await session.flush()
     return pruned
+
+
+# --- operations: hash prefixes for the CLI (issue 11) ------------------------------------------
+_MIN_PREFIX = 6
+
+
+async def resolve_prefix(session: AsyncSession, prefix: str) -> str:
+    """The one artifact hash starting with ``prefix``; LookupError (with a reason) otherwise."""
+    wanted = prefix.strip().lower()
+    if len(wanted) == 64:
+        return wanted
+    if len(wanted) < _MIN_PREFIX or any(c not in "0123456789abcdef" for c in wanted):
+        raise LookupError(f"{prefix!r} is not a hash prefix (at least {_MIN_PREFIX} hex digits)")
+    result = await session.execute(
+        select(ArtifactRow.artifact_hash)
+        .where(ArtifactRow.artifact_hash.startswith(wanted, autoescape=True))
+        .limit(2)
+    )
+    found = list(result.scalars())
+    if not found:
+        raise LookupError(f"no artifact hash starts with {wanted}")
+    if len(found) > 1:
+        raise LookupError(f"{wanted} matches several artifacts; give more digits")
+    return found[0]

@@ -395,7 +395,7 @@ ROWS: list[Row] = [
         body=(market_context(),)),
     Row(G.MARKET_CONTEXT, "freshness_seconds_over_max", False, "901s old",
         body=(market_context(freshnessSeconds="901"),)),
-    Row(G.MARKET_CONTEXT, "as_of_too_old", False, "as of 901s ago",
+    Row(G.MARKET_CONTEXT, "as_of_too_old", False, "as of 15m ago, max 900 s",
         body=(market_context(asOfUtc=iso(NOW - timedelta(seconds=901))),)),
     Row(G.MARKET_CONTEXT, "quality_too_low", False, "quality 0.4",
         body=(market_context(qualityScore="0.4"),)),
@@ -502,3 +502,19 @@ def test_evaluate_when_first_gate_fails_then_later_gates_still_judge() -> None:
     failed = _failures(evaluate(ctx, LIMITS))
 
     assert {G.TRADING_STATE, G.REFERENCE_PRICE, G.MAX_NOTIONAL, G.BUYING_POWER} <= failed
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0 s"),
+        (119.9, "119 s"),
+        (120, "2m"),
+        (4000, "1h 6m"),
+        (10 * 86400 + 14 * 3600 + 5, "10d 14h"),
+    ],
+)
+def test_human_age_states_an_age_in_two_units_at_most(seconds: float, text: str) -> None:
+    from app.gates.checks import human_age
+
+    assert human_age(seconds) == text
