@@ -27,6 +27,7 @@ TABLES = (
     "llm_decision_reviews",
     "llm_dspy_workflow_artifacts",
     "service_controls",
+    "control_events",
 )
 
 
