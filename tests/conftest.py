@@ -20,6 +20,7 @@ from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
+    "service_leases",
     "artifact_evidence",
     "artifact_events",
     "lane_outputs",

@@ -199,6 +199,18 @@ class LaneOutputRow(Base):
     __table_args__ = (Index("ix_lane_outputs_lane_hash", "lane", "output_hash"),)
 
 
+class ServiceLeaseRow(Base):
+    """Database leases for singleton work (one replica at a time); see ``app/leases``."""
+
+    __tablename__ = "service_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 # --- registry integrity + control audit (migration 0004_registry) ----------------------------
 
 

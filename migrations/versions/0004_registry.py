@@ -2,7 +2,7 @@
 control history, and database triggers that refuse edits to either history.
 
 Revision ID: 0004_registry
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_registry"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

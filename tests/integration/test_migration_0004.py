@@ -29,7 +29,7 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 async def test_upgrade_when_history_predates_routes_then_backfilled_and_reversible(
     fresh_url: str,
 ) -> None:
-    db.migrate(fresh_url, "0002")
+    db.migrate(fresh_url, "0002")  # history as it was before routes
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     rollback_at = t0 + timedelta(hours=3)
     events = [  # boot bootstrapped, superseded by "a", then rolled back to
@@ -93,5 +93,5 @@ async def test_upgrade_when_history_predates_routes_then_backfilled_and_reversib
         "rollback", "rollback",  # the artifact a rollback replaced: rolled back from
         "register", "retire",
     ]  # fmt: skip
-    db.migrate(fresh_url, "0002", down=True)
+    db.migrate(fresh_url, "0003", down=True)
     db.migrate(fresh_url)
