@@ -112,13 +112,19 @@ class LiveState:
         return f"LLM_DSPY_ARTIFACT_HASH refused ({self.last_refusal}): {self.last_error}"
 
     async def _load(self, session: AsyncSession, wanted: str) -> str | None:
-        """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise."""
+        """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise.
+
+        Database errors propagate (the poll fails and is retried); only the artifact itself
+        is refused here."""
+        row = await repository.get_by_hash(session, wanted)
         try:
-            row = await repository.get_by_hash(session, wanted)
             if wanted == self._pinned:
                 await service.check_pin(session, wanted, self._program)
             if row is None:  # not refused for good: it may be committed by the next poll
                 raise ArtifactRefused(Refusal.MISSING, f"artifact {wanted} not found")
+        except ArtifactRefused as exc:
+            return self._refuse(wanted, exc.reason, str(exc))
+        try:
             loaded = Artifact.verified(
                 row.artifact_hash,
                 row.manifest,
@@ -128,12 +134,13 @@ class LiveState:
             if self._prepare is not None:
                 self._prepare(loaded)
         except ArtifactRefused as exc:
-            refusal, message = exc.reason, str(exc)
+            return self._refuse(wanted, exc.reason, str(exc))
         except Exception as exc:  # unreadable manifest or program state: refuse, keep serving
-            refusal, message = Refusal.INVALID, f"artifact {wanted} unreadable: {exc}"
-        else:
-            self._set_artifact(loaded)
-            return None
+            return self._refuse(wanted, Refusal.INVALID, f"artifact {wanted} unreadable: {exc}")
+        self._set_artifact(loaded)
+        return None
+
+    def _refuse(self, wanted: str, refusal: Refusal, message: str) -> str:
         if refusal in _REFUSED_FOR_GOOD:
             self._refused[wanted] = (refusal, message)
         metrics.ARTIFACT_LOAD_FAILURES.labels(refusal.value).inc()
