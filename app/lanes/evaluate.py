@@ -381,9 +381,13 @@ async def run(
         )
         active = None
         if active_hash is not None and active_hash != candidate.artifact_hash:
-            active, _ = await _load_artifact(
-                session, active_hash, settings.llm_dspy_signature_version
-            )
+            baseline = await registry.get_by_hash(session, active_hash)
+            # An active artifact of another signature version (an upgrade in progress) is no
+            # baseline for this one: the comparison is skipped, not the candidate refused.
+            if baseline is not None and baseline.signature_version == candidate.signature_version:
+                active, _ = await _load_artifact(
+                    session, active_hash, settings.llm_dspy_signature_version
+                )
     examples = sorted(data.split(Split.TEST), key=lambda e: (e.as_of, e.example_id))
     if max_examples is not None:
         examples = examples[:max_examples]

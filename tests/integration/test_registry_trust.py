@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.models import ArtifactRow
 from app.db.session import create_engine, create_session_factory, unit_of_work
+from app.lanes import service as lanes
 from app.main import create_app
 from app.registry import evidence
 from app.registry.cache import LiveState, PinRefused
@@ -471,3 +472,29 @@ async def test_promotion_denial_when_scorecard_missing_then_still_e_learn_gate_f
             ArtifactState.CANDIDATE.value
             == (await client.get(f"/admin/artifacts/{digest}", headers=AUTH)).json()["state"]
         )
+
+
+async def test_eval_when_active_is_another_signature_version_then_scored_without_baseline(
+    app_factory: AppFactory, database_url: str
+) -> None:
+    """A signature upgrade starts by evaluating a new-version candidate while the old version
+    is ACTIVE: the old one is no baseline for it (skipped), and the candidate is scored."""
+    async with app_factory(**ADMIN) as (_, app):
+        factory = app.state.pipeline.factory
+        v2 = await add_artifact(app, 80, card=False, signature_version="v2")
+        data = await lanes.build_synthetic(
+            factory, n=30, seed=7, actor="t", clock=lambda: datetime.now(UTC)
+        )
+        result = await lanes.evaluate_candidate(
+            factory,
+            make_settings(database_url, llm_dspy_signature_version="v2"),
+            artifact=v2,
+            dataset_hash=data.dataset_hash,
+            actor="t",
+            clock=lambda: datetime.now(UTC),
+            concurrency=2,
+        )
+    assert result.scorecard.artifact_hash == v2
+    assert result.scorecard.n > 0
+    assert (result.scorecard.model_extra or {})["active_hash"] is None
+    assert result.scorecard.decision_agreement is None  # no baseline compared
