@@ -231,6 +231,8 @@ async def rollback_artifact(
         raise NotFound(str(exc)) from None
     except ArtifactRefused as exc:
         raise _refused(exc.reason, str(exc), actor) from None
+    except InvalidTransition as exc:
+        raise Conflict(str(exc), code=ErrorCode.INVALID_TRANSITION) from None
     except (service.TransitionConflict, IntegrityError) as exc:
         raise Conflict(f"rollback lost a race: {exc}", code=ErrorCode.TRANSITION_CONFLICT) from None
     event("registry.rollback_completed", restored=restored, replaced=replaced, actor=actor)

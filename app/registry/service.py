@@ -356,6 +356,8 @@ async def rollback(
     target: str | None = None
     for digest in await repository.rollback_targets(session, program):
         row = await _row(session, digest)
+        if row.state != ArtifactState.RETIRED.value:  # a concurrent rollback restored it
+            raise TransitionConflict(f"artifact {digest[:12]} changed state concurrently")
         if not is_pruned(row.program_state):
             target = digest
             break
