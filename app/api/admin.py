@@ -39,7 +39,8 @@ from app.settings import Settings
 def require_admin(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
-    x_operator: Annotated[str | None, Header(max_length=128)] = None,
+    # "operator:" + this fits the 128-character actor columns of every history table.
+    x_operator: Annotated[str | None, Header(max_length=128 - len("operator:"))] = None,
 ) -> str:
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:

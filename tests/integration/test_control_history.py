@@ -206,3 +206,25 @@ async def test_cli_when_controls_changed_then_event_names_cli_actor_and_history_
     ]
     table = invoke("controls-history", "--limit", "1", env=env)
     assert "cli:carol" in table.stdout and "trading_state HALTED -> ACTIVE" in table.stdout
+
+
+async def test_operator_when_longest_allowed_then_recorded_whole_and_longer_is_422(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory(admin_token="s3cret") as (client, _):
+        longest = "o" * (128 - len("operator:"))
+        ok = await client.post(
+            "/admin/controls",
+            json={"trading_state": "HALTED"},
+            headers={**AUTH, "X-Operator": longest},
+        )
+        assert ok.status_code == 200, ok.text
+        assert (await history(client))["events"][0]["actor"] == f"operator:{longest}"
+        too_long = await client.post(
+            "/admin/controls",
+            json={"dspy_disabled": True},  # tightening: needs no reason
+            headers={**AUTH, "X-Operator": longest + "o"},
+        )
+        assert too_long.status_code == 422
+        assert too_long.json()["error"]["details"][0]["path"] == "header.x-operator"
+        assert len((await history(client))["events"]) == 2
