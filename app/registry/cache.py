@@ -68,6 +68,8 @@ class LiveState:
         # Why the wanted artifact was refused (closed set), beside ``last_error``'s sentence.
         self.last_refusal: Refusal | None = None
         self._refused: dict[str, tuple[Refusal, str]] = {}
+        for refusal in Refusal:  # every label exported from the start (0), so alerts see it
+            metrics.ARTIFACT_LOAD_FAILURES.labels(refusal.value)
 
     @property
     def pinned_hash(self) -> str | None:

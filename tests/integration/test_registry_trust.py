@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from app.db.session import create_engine, create_session_factory, unit_of_work
 from app.lanes import service as lanes
 from app.main import create_app
 from app.registry import evidence
+from app.registry.artifact import Refusal
 from app.registry.cache import LiveState, PinRefused
 from app.registry.evidence import EvidenceKind
 from app.registry.states import ArtifactState
@@ -498,3 +500,17 @@ async def test_eval_when_active_is_another_signature_version_then_scored_without
     assert result.scorecard.n > 0
     assert (result.scorecard.model_extra or {})["active_hash"] is None
     assert result.scorecard.decision_agreement is None  # no baseline compared
+
+
+async def test_metrics_when_started_then_load_failure_reasons_are_exactly_the_refusal_set(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (client, _):
+        exported = set(
+            re.findall(
+                r'^trade_review_artifact_load_failures_total\{reason="([^"]+)"\}',
+                (await client.get("/metrics")).text,
+                re.M,
+            )
+        )
+    assert exported == {r.value for r in Refusal}
