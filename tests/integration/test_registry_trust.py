@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import event as sa_event
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -514,3 +515,38 @@ async def test_metrics_when_started_then_load_failure_reasons_are_exactly_the_re
             )
         )
     assert exported == {r.value for r in Refusal}
+
+
+async def test_pin_check_when_database_fails_mid_load_then_poll_retried_not_refused_for_good(
+    app_factory: AppFactory, database_url: str
+) -> None:
+    """A database error while the loader checks an artifact is an outage, not a verdict on
+    the artifact: the poll fails and the next one serves it."""
+    async with app_factory(**ADMIN) as (client, _):
+        pin = await active_hash(client)  # active: a valid pin
+    engine = create_engine(make_settings(database_url))
+    failed: list[str] = []
+
+    def fail_history_once(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The pin check's history query, once the replica has bootstrapped.
+        if live.bootstrapped and not failed and "EXISTS" in statement.upper():
+            failed.append(statement)
+            raise ConnectionResetError("database went away")  # as a dropped connection does
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", fail_history_once)
+    live = LiveState(
+        create_session_factory(engine),
+        program_name=PROGRAM,
+        signature_version=SIGNATURE,
+        pinned_hash=pin,
+        clock=lambda: datetime.now(UTC),
+    )
+    try:
+        with pytest.raises(Exception, match="database went away"):
+            await live.refresh()
+        assert failed and live.artifact is None and live.last_refusal is None
+        await live.refresh()
+        assert live.artifact is not None and live.artifact.artifact_hash == pin
+        assert live.last_error is None
+    finally:
+        await engine.dispose()
