@@ -36,7 +36,7 @@ from app.gates.limits import LoadedPolicy
 from app.gates.plan import plan_order
 from app.observability import metrics
 from app.observability.logging import add_fields, bind, event, trace_id_from
-from app.observability.tracing import current_trace_id, tracer
+from app.observability.tracing import current_trace_id, span
 from app.registry.cache import LiveState
 from app.registry.hashing import canonical_json, sha256_hex
 from app.review.runtime import ReviewOutcome, ReviewRuntime
@@ -195,9 +195,9 @@ async def _decide_once(
 ) -> Reviewed:
     """One review under its span, its log fields bound (review_id, trace_id, ...)."""
     review_id = str(uuid.uuid4())
-    with tracer().start_as_current_span("review") as span:
+    with span("review") as current:
         trace_id = current_trace_id() or trace_id_from(trace_headers.get("traceparent"))
-        span.set_attribute("review.id", review_id)
+        current.set_attribute("review.id", review_id)
         with bind(review_id=review_id, trace_id=trace_id):
             return await _review(
                 deps, request, request_json, req_hash, key, trace_headers, review_id
@@ -256,14 +256,13 @@ async def _review(
         recent_orders_for_strategy=recent,
         current_position_qty=current_position_qty(request),
     )
-    with tracer().start_as_current_span("gates") as gate_span:
+    with span("gates") as gate_span:
         gates = evaluate(ctx, limits)
         gate_span.set_attribute("gates.failed", [g.code.value for g in gates if not g.passed])
     decision, reasons = final_decision(outcome, gates, limits.review.abstain_action)
     t_gates = time.perf_counter()
     artifact_hash = artifact.artifact_hash if artifact else "none"
-    span = trace.get_current_span()
-    span.set_attributes(
+    trace.get_current_span().set_attributes(
         {
             "review.decision": decision.value,
             "review.executor": outcome.executor.value,
@@ -329,7 +328,7 @@ async def _review(
     body = response.model_dump(mode="json")  # once: the audit row and the answer
     row = _row(request, request_json, response, body, outcome, key, now)
     try:
-        with tracer().start_as_current_span("audit.write"):
+        with span("audit.write"):
             await deps.writer.write(row)
     except IntegrityError:
         # Another replica (or an earlier attempt) recorded this key first: answer with that.

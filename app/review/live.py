@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from app.observability import metrics
 from app.observability.logging import event
-from app.observability.tracing import outgoing_headers, tracer
+from app.observability.tracing import outgoing_headers, span
 from app.registry.artifact import Artifact
 from app.review.jangar import JangarEngine, build_lm, call_headers
 from app.review.jangar_url import normalize_base_url
@@ -187,9 +187,9 @@ class LiveExecutor:
         started_at: float | None = None,
     ) -> LiveResult:
         """The call under a ``jangar.call`` span (model, outcome, tokens as attributes)."""
-        with tracer().start_as_current_span("jangar.call") as span:
+        with span("jangar.call") as current:
             result = await self._call(request, artifact, trace_headers, started_at)
-            span.set_attributes(
+            current.set_attributes(
                 {
                     "llm.model": self.model,
                     "jangar.outcome": result.outcome.value,
@@ -198,7 +198,7 @@ class LiveExecutor:
                 }
             )
             if result.outcome is not CallOutcome.OK:
-                span.set_attribute("review.fallback_reason", result.outcome.value)
+                current.set_attribute("review.fallback_reason", result.outcome.value)
             return result
 
     async def _call(

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from app.observability.logging import event
-from app.observability.tracing import tracer
+from app.observability.tracing import span
 from app.registry.artifact import Artifact
 from app.registry.states import ExecutorKind
 from app.review import heuristic
@@ -98,7 +98,7 @@ class ReviewRuntime:
         started_at: float | None = None,
     ) -> ReviewOutcome:
         """The executor step under an ``executor`` span (who answered, and why a fallback)."""
-        with tracer().start_as_current_span("executor") as span:
+        with span("executor") as current:
             outcome = await self._review(
                 request,
                 artifact,
@@ -106,9 +106,9 @@ class ReviewRuntime:
                 trace_headers=trace_headers,
                 started_at=started_at,
             )
-            span.set_attribute("review.executor", outcome.executor.value)
+            current.set_attribute("review.executor", outcome.executor.value)
             if outcome.fallback is not None:
-                span.set_attribute("review.fallback_reason", outcome.fallback.value)
+                current.set_attribute("review.fallback_reason", outcome.fallback.value)
             return outcome
 
     async def _review(

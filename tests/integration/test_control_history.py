@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import AppFactory
 from tests.support.cli import invoke
+from tests.support.logs import logged
 from tests.support.registry import scalar
 from tests.support.requests import base_request
 
@@ -61,9 +62,10 @@ async def test_halt_and_revert_when_changed_then_both_listed_with_actor_reason_b
     assert events[2]["before"] is None
     assert events[0]["version"] == events[1]["version"] + 1
     assert events[0]["at"] >= events[1]["at"]
-    assert "controls.changed actor='operator:alice'" in caplog.text
-    assert "trading_state='ACTIVE -> HALTED'" in caplog.text
-    assert "controls.changed actor='operator:bob' reason='broker fixed'" in caplog.text
+    assert logged(
+        caplog, "controls.changed", actor="operator:alice", trading_state="ACTIVE -> HALTED"
+    )
+    assert logged(caplog, "controls.changed", actor="operator:bob", reason="broker fixed")
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from app.registry.evidence import EvidenceKind
 from app.registry.states import ArtifactState
 from tests.conftest import AppFactory, make_settings
 from tests.support.cli import invoke
+from tests.support.logs import logged
 from tests.support.registry import (
     PROGRAM,
     SIGNATURE,
@@ -430,7 +431,7 @@ async def test_artifact_for_other_signature_when_active_then_refused_at_load_say
         assert "runs v1" in body["checks"]["artifact_error"]
         assert await served(client) == good
         assert load_failures("signature_mismatch") == failures + 1  # refused once, for good
-        assert "artifact.refused reason='signature_mismatch'" in caplog.text
+        assert logged(caplog, "artifact.refused", reason="signature_mismatch")
 
 
 async def test_pruned_active_when_replica_starts_then_readyz_says_state_pruned(
