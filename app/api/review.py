@@ -13,6 +13,7 @@ from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestInvalid
 from app.pipeline import decide
+from app.review.bounds import MAX_DEPTH, nesting_exceeds
 from app.review.schemas import ReviewRequest, ReviewResponse
 
 router = APIRouter()
@@ -42,6 +43,12 @@ def parse_review_request(raw: bytes) -> ReviewRequest:
         # orjson refuses NaN/Infinity literals, which the stdlib parser would accept.
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if nesting_exceeds(raw):
+            # Deeper than the parser goes: the same answer as any over-deep document (422).
+            detail = {"path": "body", "message": f"nested deeper than {MAX_DEPTH} levels"}
+            raise RequestInvalid(
+                "request failed validation", details=[{**detail, "type": "unsafe_input"}]
+            ) from None
         raise BadRequest(f"body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object", code=ErrorCode.BODY_NOT_OBJECT)

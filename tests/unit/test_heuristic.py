@@ -135,10 +135,11 @@ def test_review_when_same_input_then_identical_verdict() -> None:
         assert review(reparsed) == first
 
 
-def test_review_when_equity_is_positive_but_underflows_float_then_still_answers() -> None:
-    # The schema accepts "1e-400" (> 0 as a Decimal); as a float it is 0.0.
+def test_review_when_equity_is_the_smallest_positive_decimal_then_flags_exposure() -> None:
+    # The schema's smallest positive decimal (18 places): the share is computed in Decimal
+    # under the bounded context (no float underflow, no overflow), and it is concentrated.
     body = base_request(now=NOW)
-    body["portfolio"]["equity"] = "1e-400"
+    body["portfolio"]["equity"] = "0.000000000000000001"
 
     verdict = review(make_request(body))
 
@@ -192,7 +193,7 @@ def _messy(rng: random.Random) -> ReviewRequest:
     }
     body["decision"]["regime_hmm"] = rng.choice(
         [
-            {"entropy": str(rng.choice([-1e9, 0, 0.7, 0.85, 1e300]))},
+            {"entropy": str(rng.choice([-1e9, 0, 0.7, 0.85, 1e14]))},
             {"entropy_band": rng.choice(["high", "MEDIUM", "weird", ""])},
             {},
         ]
