@@ -62,8 +62,9 @@ def _post_trade_qty(ctx: GateContext) -> Decimal:
 
 
 def _valuation_price(ctx: GateContext, limits: PolicyLimits) -> Decimal | None:
-    # The highest credible price: exposure limits never use a price the request contradicts.
-    return valuation_price(ctx.request, ctx.reference, ctx.plan, limits.price_integrity)
+    # The highest price the request carries: a limit is never passed on the lower of two
+    # contradicting prices (price_integrity rejects the contradiction itself).
+    return valuation_price(ctx.request, ctx.reference, ctx.plan)
 
 
 def _opened_qty(ctx: GateContext) -> Decimal:

@@ -11,8 +11,10 @@ prices are collected here, and the price-integrity gate compares each with the r
   payload of any ``market_context.domains`` entry.
 
 The exposure gates (notional, position, gross exposure, buying power) value an order at the
-highest *credible* price: the reference, the limit price and every independent price inside
-its band. A price outside its band is not credible (and fails the price-integrity gate).
+highest credible price: the reference, the limit price and every independent price that is a
+usable positive number. When two prices contradict each other nothing says which one is
+wrong, so the higher one values the order (the price-integrity gate fails it as well): an
+exposure limit is never passed on the lower of two contradicting prices.
 """
 
 from __future__ import annotations
@@ -110,23 +112,13 @@ def band_for(price: ObservedPrice, cfg: PriceIntegrityLimits) -> Decimal:
     return cfg.max_mark_divergence_pct if price.is_mark else cfg.max_divergence_pct
 
 
-def credible(price: ObservedPrice, ref: Decimal, cfg: PriceIntegrityLimits) -> bool:
-    return price.price is not None and divergence(price.price, ref) <= band_for(price, cfg)
-
-
-def valuation_price(
-    request: ReviewRequest, ref: ReferencePrice, plan: OrderPlan, cfg: PriceIntegrityLimits
-) -> Decimal | None:
-    """The highest credible price (``None`` without a reference): the conservative value of
-    an order for notional, position, gross-exposure and buying-power limits."""
+def valuation_price(request: ReviewRequest, ref: ReferencePrice, plan: OrderPlan) -> Decimal | None:
+    """The highest usable price the request carries (``None`` without a reference): the
+    conservative value of an order for notional, position, gross-exposure and buying power."""
     if ref.price is None or ref.price <= 0:
         return None
     prices = [ref.price]
     if plan.limit_price is not None and plan.limit_price > 0:
         prices.append(plan.limit_price)
-    prices.extend(
-        p.price
-        for p in independent_prices(request, ref, plan)
-        if p.price is not None and credible(p, ref.price, cfg)
-    )
+    prices.extend(p.price for p in independent_prices(request, ref, plan) if p.price is not None)
     return max(prices)

@@ -222,3 +222,18 @@ def test_review_when_inputs_are_messy_then_verdict_stays_within_schema_bounds() 
         assert len(verdict.risk_flags) <= 32
     # The sample reaches every scored outcome, not only hard vetoes.
     assert {Verdict.APPROVE, Verdict.ADJUST, Verdict.VETO} <= seen
+
+
+def test_review_when_qty_is_the_largest_bounded_decimal_then_reduces_without_raising() -> None:
+    # 33 significant digits: rounding it in the default 28-digit context raises
+    # InvalidOperation; the scorer runs under app.numbers.DECIMAL_CONTEXT and shrinks it.
+    qty = "999999999999999.999999999999999999"
+    body = base_request(now=NOW, qty=qty, params={"price_snapshot": "200", "volatility": 0.05})
+
+    verdict = review(make_request(body))
+
+    assert verdict.verdict == "adjust", verdict
+    assert "unscorable_input" not in verdict.risk_flags
+    assert verdict.adjusted_qty is not None
+    assert Decimal(0) < verdict.adjusted_qty < Decimal(qty)
+    assert verdict.adjusted_qty.as_tuple().exponent == -18
