@@ -76,9 +76,11 @@ def resolve_limit_price(request: ReviewRequest, ref: ReferencePrice) -> tuple[De
         return None, False
     if decision.limit_price is not None:
         return decision.limit_price, False
-    given = _dec(decision.params.get("limit_price"))
-    if given is not None and given > 0:
-        return given, False
+    if decision.params.get("limit_price") is not None:
+        # Given but unusable ("-5", "abc"): no limit price, so the collar fails closed. It is
+        # never silently replaced by an assumed one.
+        given = _dec(decision.params["limit_price"])
+        return (given, False) if given is not None and given > 0 else (None, False)
     return ref.price, True
 
 

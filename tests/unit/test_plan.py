@@ -235,27 +235,29 @@ def test_plan_when_adjusted_qty_has_more_decimals_then_rounded_down_like_origina
         ),
         pytest.param({}, "200.00", True, id="then_reference_price_assumed"),
         pytest.param(
+            # A limit price the strategy gave but that is unusable is never swapped for an
+            # assumed one: no limit price, and the collar gate fails closed.
             {"params": {"price_snapshot": "200", "limit_price": "0"}},
-            "200.00",
-            True,
-            id="non_positive_params_limit_price_ignored",
+            None,
+            False,
+            id="non_positive_params_limit_price_not_replaced",
         ),
         pytest.param(
             {"params": {"price_snapshot": "200", "limit_price": "n/a"}},
-            "200.00",
-            True,
-            id="unparseable_params_limit_price_ignored",
+            None,
+            False,
+            id="unparseable_params_limit_price_not_replaced",
         ),
     ],
 )
 def test_plan_when_limit_order_then_limit_price_resolved_in_order(
-    decision: dict[str, Any], expected: str, assumed: bool
+    decision: dict[str, Any], expected: str | None, assumed: bool
 ) -> None:
     request = make_request(order_type="limit", **decision)
 
     result = plan(request, make_verdict("approve"))
 
-    assert result.limit_price == Decimal(expected)
+    assert result.limit_price == (Decimal(expected) if expected is not None else None)
     assert result.limit_price_assumed is assumed
 
 
