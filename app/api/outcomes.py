@@ -13,6 +13,7 @@ from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.db.session import read_only, unit_of_work
 from app.errors import Conflict, ErrorCode, NotFound
+from app.review.bounds import TEXT_PATTERN
 from app.reviews import repository as reviews
 
 router = APIRouter()
@@ -26,7 +27,8 @@ class OutcomeIn(BaseModel):
     fill_qty: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     realized_pnl: float | None = Field(default=None, allow_inf_nan=False)
     horizon_seconds: int = Field(default=86_400, gt=0, le=366 * 86_400)
-    notes: str | None = Field(default=None, max_length=1000)
+    # Stored: no control characters but TAB/LF/CR (the rule of app/review/bounds.py).
+    notes: str | None = Field(default=None, max_length=1000, pattern=TEXT_PATTERN)
 
 
 class OutcomeOut(BaseModel):

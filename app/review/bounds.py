@@ -25,6 +25,8 @@ MAX_NODES = 50_000
 _INT64 = 2**63
 
 _VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The same rule as a field pattern, for stored strings outside the review request.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 _KEY_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 

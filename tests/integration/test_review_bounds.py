@@ -209,3 +209,15 @@ async def test_consistent_prices_when_posted_then_submits_with_price_integrity_r
         "passed": True,
         "reason": "2 independent prices agree with market.price",
     }
+
+
+@pytest.mark.parametrize(("notes", "status"), [("fill \u0000 note", 422), ("a\nb", 200)])
+async def test_outcome_notes_when_holding_control_characters_then_422_and_nothing_stored(
+    client: httpx.AsyncClient, database_url: str, notes: str, status: int
+) -> None:
+    review_id = (await post(client, base_request())).json()["review_id"]
+
+    r = await client.post(f"/reviews/{review_id}/outcome", json={"filled": True, "notes": notes})
+
+    assert r.status_code == status, r.text
+    assert await count_rows(database_url, "review_outcomes") == (1 if status == 200 else 0)
