@@ -459,6 +459,10 @@ ROWS: list[Row] = [
     Row(G.PRICE_INTEGRITY, "context_quote_unreadable", False, "not a usable",
         body=(quote(price="n/a"),)),
     Row(G.PRICE_INTEGRITY, "no_reference_price", False, "no reference price", body=NO_PRICE),
+    Row(G.PRICE_INTEGRITY, "reference_price_zero", False, "no reference price to cross-check",
+        ctx=reference_price("0")),
+    Row(G.PRICE_INTEGRITY, "context_domain_not_an_object", True, "1 independent",
+        body=(market_context(domains={"quote": "200", "news": {"payload": "x"}}),)),
     Row(G.PRICE_INTEGRITY, "lone_reference", True, "no independent price",
         body=(put("decision.params", {}),)),
     Row(G.PRICE_INTEGRITY, "corroboration_required_and_met", True, "1 independent",
@@ -590,6 +594,8 @@ ROWS: list[Row] = [
         body=(*limit_order("205"), put("portfolio.buying_power", "2040"))),
     Row(G.BUYING_POWER, "sell_reduces_with_zero_buying_power", True, "does not add",
         body=(hold("100"), *sell(), put("portfolio.buying_power", "0"))),
+    Row(G.BUYING_POWER, "adding_to_a_held_long_needs_only_the_added_part", True,
+        "needs 2000.00 of 2000.00", body=(hold("100"), put("portfolio.buying_power", "2000"))),
     Row(G.BUYING_POWER, "exactly_enough", True, "needs 2000.00 of 2000.00",
         body=(put("portfolio.buying_power", "2000"),)),
     Row(G.BUYING_POWER, "one_cent_short", False, "needs 2000.00, buying power 1999.99",
@@ -851,3 +857,14 @@ def test_evaluate_when_the_issue_order_arrives_then_price_integrity_and_notional
     failed = _failures(evaluate(ctx, LIMITS))
 
     assert {G.PRICE_INTEGRITY, G.ORDER_QUANTITY} <= failed
+
+
+@pytest.mark.parametrize("key", ["price", "last", "last_price", "mid", "mid_price"])
+def test_price_integrity_when_any_context_quote_key_contradicts_then_fails(key: str) -> None:
+    gate = GATE_BY_CODE[G.PRICE_INTEGRITY]
+    agree = gate(build_context(quote(**{key: "200.5"})), LIMITS)
+    contradict = gate(build_context(quote(**{key: "2"})), LIMITS)
+
+    assert agree.passed and "2 independent prices agree" in agree.reason
+    assert not contradict.passed
+    assert f"market_context.domains.quote.payload.{key} 2 diverges" in contradict.reason

@@ -60,6 +60,8 @@ def test_decimal_problem_when_checked_then_bounds_digits_and_exponent(
         (None, None),
         ([1], None),
         ("1" * 65, None),
+        ("0" * 61 + "1.5", Decimal("1.5")),  # 64 characters: read
+        ("0" * 62 + "1.5", None),  # 65 characters: not read
     ],
 )
 def test_to_decimal_when_given_free_form_values_then_bounded_or_none(
