@@ -61,7 +61,7 @@ def _post_trade_qty(ctx: GateContext) -> Decimal:
     return ctx.current_position_qty + signed_delta(ctx.request.decision.action, ctx.plan.qty)
 
 
-def _valuation_price(ctx: GateContext, limits: PolicyLimits) -> Decimal | None:
+def _valuation_price(ctx: GateContext) -> Decimal | None:
     # The highest price the request carries: a limit is never passed on the lower of two
     # contradicting prices (price_integrity rejects the contradiction itself).
     return valuation_price(ctx.request, ctx.reference, ctx.plan)
@@ -239,7 +239,7 @@ def price_collar(ctx: GateContext, limits: PolicyLimits) -> GateResult:
 def max_notional(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     """Order notional under the absolute cap and under a fraction of equity."""
     code = GateCode.MAX_NOTIONAL
-    price = _valuation_price(ctx, limits)
+    price = _valuation_price(ctx)
     if price is None:
         return _fail(code, "notional unknown without a price")
     notional = ctx.plan.qty * price
@@ -261,7 +261,7 @@ def position_limit(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     code = GateCode.POSITION_LIMIT
     if _opened_qty(ctx) <= 0:
         return _ok(code, "order does not increase the position")
-    price, equity = _valuation_price(ctx, limits), _equity(ctx)
+    price, equity = _valuation_price(ctx), _equity(ctx)
     if price is None or equity is None:
         return _fail(code, "post-trade position share unknown (price or equity missing or zero)")
     post = _post_trade_qty(ctx)
@@ -283,7 +283,7 @@ def gross_exposure(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     # Gross counts both sides: a flip from +100 to -90 lowers it; only |post| > |cur| adds.
     if abs(post) <= abs(cur):
         return _ok(code, "order does not increase gross exposure")
-    price, equity = _valuation_price(ctx, limits), _equity(ctx)
+    price, equity = _valuation_price(ctx), _equity(ctx)
     if price is None or equity is None:
         return _fail(code, "gross exposure unknown (price or equity missing or zero)")
     if portfolio.total_exposure is None:
@@ -299,13 +299,13 @@ def gross_exposure(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     return _ok(code, f"post-trade gross exposure {ratio:.2f}x equity")
 
 
-def buying_power(ctx: GateContext, limits: PolicyLimits) -> GateResult:
+def buying_power(ctx: GateContext, _: PolicyLimits) -> GateResult:
     """Orders that open exposure (including the new side of a flip) must fit the buying power."""
     code = GateCode.BUYING_POWER
     added = _opened_qty(ctx)
     if added <= 0:
         return _ok(code, "order does not add exposure")
-    price = _valuation_price(ctx, limits)
+    price = _valuation_price(ctx)
     bp = ctx.request.portfolio.buying_power
     if price is None or bp is None:
         return _fail(code, "buying power or price unknown")
