@@ -48,6 +48,8 @@ def pure_modules() -> list[Path]:
         "review/bounds.py",
         "registry/states.py",
         "registry/hashing.py",
+        "registry/artifact.py",
+        "controls/changes.py",
         "review/heuristic.py",
         "rollout/splitter.py",
         "drift/stats.py",
