@@ -375,6 +375,10 @@ ROWS: list[Row] = [
         body=(put("market.as_of", iso(NOW + timedelta(seconds=10))),)),
     Row(G.REFERENCE_PRICE, "market_price_ahead_within_clock_skew", True, "market.price",
         body=(put("market.as_of", iso(NOW + timedelta(seconds=4))),)),
+    Row(G.REFERENCE_PRICE, "market_price_ahead_exactly_the_skew", True, "market.price",
+        body=(put("market.as_of", iso(NOW + timedelta(seconds=5))),)),
+    Row(G.REFERENCE_PRICE, "market_price_one_second_beyond_the_skew", False, "6s in the future",
+        body=(put("market.as_of", iso(NOW + timedelta(seconds=6))),)),
     # decision_age
     Row(G.DECISION_AGE, "decided_two_seconds_ago", True, "decision 2.0s old"),
     Row(G.DECISION_AGE, "exactly_max_age", True, "300.0s old", body=(decided(300),)),
@@ -772,11 +776,22 @@ def test_evaluate_when_first_gate_fails_then_later_gates_still_judge() -> None:
 # ----------------------------------------------------------------------------- fail closed
 
 
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "policy.yaml"
+
+
 def test_shipped_policy_file_when_loaded_then_equals_the_inlined_limits() -> None:
     # The table above judges the shipped policy: a changed limit in the file must show here.
-    shipped = load_policy(Path(__file__).resolve().parents[2] / "config" / "policy.yaml")
+    assert load_policy(SHIPPED).limits == LIMITS
 
-    assert shipped.limits == LIMITS
+
+def test_policy_without_the_new_sections_when_loaded_then_judges_as_the_shipped_one() -> None:
+    # A policy file written before decision_age / price_integrity / quantity existed gets the
+    # shipped values, not looser ones.
+    shipped, default = load_policy(SHIPPED).limits, PolicyLimits()
+
+    assert default.decision_age == shipped.decision_age
+    assert default.price_integrity == shipped.price_integrity
+    assert default.quantity == shipped.quantity
 
 
 @pytest.mark.parametrize(
