@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from jangar_stub import Behaviour, JangarStub
 from tests.conftest import truncate
-from tests.integration.test_live_review import running_app, serve_live
+from tests.support.live import running_app, serve_live
 from tests.support.requests import base_request
 
 N = 200

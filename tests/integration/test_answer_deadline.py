@@ -1,0 +1,105 @@
+"""One deadline for the answer: ``LLM_DSPY_TIMEOUT_SECONDS`` runs from the request's arrival
+(before its body is read) to the answer, whatever the executor; a request whose budget is
+already spent goes to the heuristic without calling Jangar, with ``budget_exhausted``.
+
+Time bounds are correctness bounds with generous margins, never speed targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from jangar_stub import Behaviour, JangarStub
+from tests.support.live import (
+    DEADLINE_S,
+    MARGIN_S,
+    AppFactory,
+    assert_fallback,
+    review_row,
+    serve_live,
+    unique_request,
+)
+
+
+async def _slow_body(body: dict[str, Any], delay_s: float) -> AsyncIterator[bytes]:
+    # The server has the request (headers) now; the body trickles in after ``delay_s``.
+    await asyncio.sleep(delay_s)
+    yield json.dumps(body).encode()
+
+
+async def _post_slowly(
+    client: httpx.AsyncClient, body: dict[str, Any], delay_s: float
+) -> tuple[httpx.Response, float]:
+    t0 = time.perf_counter()
+    r = await client.post(
+        "/review",
+        content=_slow_body(body, delay_s),
+        headers={"content-type": "application/json"},
+    )
+    return r, time.perf_counter() - t0
+
+
+async def test_hanging_jangar_when_body_arrives_late_then_llm_step_gets_only_what_is_left(
+    live_app: AppFactory, jangar_stub: JangarStub
+) -> None:
+    delay = DEADLINE_S / 2
+    async with live_app(jangar_base_url=jangar_stub.base_url) as (client, app):
+        await serve_live(app, jangar_stub)
+        jangar_stub.set_behaviour(Behaviour.HANG)
+        r, elapsed = await _post_slowly(client, unique_request("late-body"), delay)
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert_fallback(body, "timeout")
+    assert len(jangar_stub.requests) == 1
+    timings = body["timings_ms"]
+    # The body's wait counts against the deadline: the LLM step had at most what was left.
+    assert timings["queued"] >= delay * 1000 * 0.9, timings
+    assert timings["llm"] < (DEADLINE_S - delay * 0.9) * 1000, timings
+    assert elapsed < DEADLINE_S + MARGIN_S, (elapsed, timings)
+
+
+async def test_request_when_budget_spent_before_review_then_heuristic_without_calling_jangar(
+    live_app: AppFactory, jangar_stub: JangarStub, sqlite_url: str
+) -> None:
+    async with live_app(jangar_base_url=jangar_stub.base_url) as (client, app):
+        await serve_live(app, jangar_stub)
+        r, _ = await _post_slowly(client, unique_request("spent"), DEADLINE_S * 1.1)
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert_fallback(body, "budget_exhausted")
+    assert "llm" not in body["timings_ms"]
+    assert jangar_stub.requests == []  # no call spent on a sure timeout
+    row = await review_row(sqlite_url, body["review_id"])
+    assert row["fallback_reason"] == "budget_exhausted"
+    assert row["executor"] == "heuristic"
+
+
+async def test_hanging_jangar_when_commit_reserve_measured_then_answer_total_within_deadline(
+    live_app: AppFactory, jangar_stub: JangarStub
+) -> None:
+    async with live_app(jangar_base_url=jangar_stub.base_url) as (client, app):
+        await serve_live(app, jangar_stub)
+        budget = app.state.pipeline.budget
+        for i in range(3):  # a few reviews teach the reserve what the tail costs here
+            r, _ = await _post_slowly(client, unique_request(f"warm{i}"), 0.0)
+            assert r.status_code == 200
+        assert budget.tail.samples >= 3
+        reserve = budget.tail.reserve()
+        assert 0 < reserve <= DEADLINE_S / 2
+        jangar_stub.set_behaviour(Behaviour.HANG)
+        r, elapsed = await _post_slowly(client, unique_request("hang"), 0.0)
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert_fallback(body, "timeout")
+    # The LLM step ended a reserve before the deadline, so the commit fits inside it.
+    assert body["timings_ms"]["llm"] <= (DEADLINE_S - reserve) * 1000 + 50, body["timings_ms"]
+    assert elapsed < DEADLINE_S + MARGIN_S, (elapsed, body["timings_ms"])
