@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     # Liveness/readiness served by a small thread on their own port, apart from the review
     # loop (unset: only the main port's /healthz and /readyz). Knative probes point here.
     probe_port: int | None = Field(default=None, ge=0, le=65535)
+    probe_host: str = "0.0.0.0"  # noqa: S104 (kubelet probes the pod address)
     # /healthz on the probe port fails when the event loop has not ticked for this long.
     probe_loop_stall_seconds: float = Field(default=10.0, gt=0, le=300)
 

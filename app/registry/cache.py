@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -50,6 +51,9 @@ class LiveState:
         self.controls_loaded = False
         self.bootstrapped = False
         self.last_error: str | None = None
+        # time.monotonic() of the last poll that reached the database (the probe port's
+        # readiness reads it instead of querying the database from its thread).
+        self.refreshed_at: float | None = None
         self._refused: dict[str, str] = {}
 
     @property
@@ -80,6 +84,7 @@ class LiveState:
                 problem = self._refused.get(wanted) or await self._load(session, wanted)
         # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
         self.last_error = problem
+        self.refreshed_at = time.monotonic()
 
     async def _load(self, session: AsyncSession, wanted: str) -> str | None:
         """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise."""
