@@ -141,6 +141,7 @@ class LiveExecutor:
             settings.llm_model,
             settings.jangar_api_key.get_secret_value() if settings.jangar_api_key else None,
             settings.jangar_extra_headers,
+            max_completion_tokens=settings.llm_max_completion_tokens,
         )
         self._lm = build_lm(engine, settings.llm_model)
         # Pinned adapter; its silent second call through JSONAdapter is switched off.

@@ -69,7 +69,10 @@ async def test_live_call_when_reviewed_then_stub_sees_exact_body_headers_and_ins
 
     [seen] = jangar_stub.requests
     assert seen.path == "/openai/v1/chat/completions"
-    assert set(seen.body) == {"model", "messages", "stream", "stream_options"}
+    assert set(seen.body) == {
+        "model", "messages", "stream", "stream_options", "max_completion_tokens"
+    }  # fmt: skip
+    assert seen.body["max_completion_tokens"] == 1024  # LLM_MAX_COMPLETION_TOKENS' default
     assert seen.body["model"] == MODEL
     assert seen.body["stream"] is True
     assert seen.body["stream_options"] == {"include_usage": True, "include_plan": False}

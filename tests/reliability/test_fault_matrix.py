@@ -27,6 +27,7 @@ EXPECTED: dict[Behaviour, str | None] = {
     Behaviour.VALID: None,
     Behaviour.VALID_JSON: None,
     Behaviour.PLAN_MIXED: None,
+    Behaviour.RUNAWAY: None,  # read up to the end marker, the rest is cut
     Behaviour.SLOW_FIRST_BYTE: "timeout",
     Behaviour.SLOW_DRIP: "timeout",
     Behaviour.HANG: "timeout",
