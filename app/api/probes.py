@@ -92,7 +92,7 @@ def _handler(state: ProbeState) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.0"
         timeout = 2.0  # a client that sends nothing cannot hold the thread either
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             route = routes.get(self.path.split("?", 1)[0])
             status, body = (404, {"status": "not_found"}) if route is None else route()
             payload = orjson.dumps(body)
@@ -102,7 +102,7 @@ def _handler(state: ProbeState) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # probes every second would drown the log
 
     return Handler

@@ -48,7 +48,7 @@ _ERROR_SNIPPET_CHARS: Final = 300
 # never drop a setting silently).
 _FORWARDED_CONFIG: Final = frozenset({"temperature", "max_tokens", "response_format"})
 # DSPy's name for the limit -> the wire name; the smaller of it and the engine's limit goes out.
-_TOKEN_LIMIT: Final = "max_completion_tokens"
+_TOKEN_LIMIT: Final = "max_completion_tokens"  # noqa: S105 (a field name)
 _ROLES: Final = frozenset({"user", "assistant", "developer"})
 
 
@@ -179,9 +179,7 @@ class JangarEngine:
             if knob.name == "max_tokens":
                 continue  # folded into the token limit below
             body[knob.name] = value
-        limits = [
-            v for v in (config.max_tokens, self._max_completion_tokens) if isinstance(v, int)
-        ]
+        limits = [v for v in (config.max_tokens, self._max_completion_tokens) if isinstance(v, int)]
         if limits:
             body[_TOKEN_LIMIT] = min(limits)
         return body

@@ -112,9 +112,9 @@ class ReviewRuntime:
             return self._fallback(request, artifact, FallbackReason.DSPY_DISABLED)
         if self.live is None:
             return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)
-        if llm_deadline is not None:
-            if llm_deadline - asyncio.get_running_loop().time() < self.min_llm_s:
-                return self._fallback(request, artifact, FallbackReason.BUDGET_EXHAUSTED)
+        left = None if llm_deadline is None else llm_deadline - asyncio.get_running_loop().time()
+        if left is not None and left < self.min_llm_s:
+            return self._fallback(request, artifact, FallbackReason.BUDGET_EXHAUSTED)
         try:
             result = await self.live.review(request, artifact, trace_headers or {}, llm_deadline)
         except Exception as exc:  # the artifact's program could not be built

@@ -72,9 +72,10 @@ async def test_probe_when_event_loop_blocked_then_still_answers_before_loop_free
 
 
 async def test_healthz_when_loop_stalled_past_limit_then_503(app_factory: AppFactory) -> None:
-    async with app_factory(
-        probe_port=0, probe_host="127.0.0.1", probe_loop_stall_seconds=0.3
-    ) as (_, app):
+    async with app_factory(probe_port=0, probe_host="127.0.0.1", probe_loop_stall_seconds=0.3) as (
+        _,
+        app,
+    ):
         port = _probe_port(app)
         answers: list[tuple[int, bytes, float]] = []
 
