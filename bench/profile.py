@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import (
+from bench.harness import (
     PROCS,
     RESULTS_DIR,
     ROOT,
