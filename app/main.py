@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import admin, health, lanes, metrics_route, outcomes, review
 from app.api.arrival import ArrivalStamp
-from app.api.probes import ProbeServer, ProbeState
+from app.api.probes import ProbeProcess, ProbeState
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -116,17 +116,17 @@ def create_app(
             ),
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
-        probes: ProbeServer | None = None
+        probes: ProbeProcess | None = None
         ticker: asyncio.Task[None] | None = None
         if settings.probe_port is not None:
-            probe_state = ProbeState(
-                live,
+            probes = ProbeProcess(
+                ProbeState(live, db_stale_s=max(3 * settings.controls_refresh_seconds, 3.0)),
+                settings.probe_host,
+                settings.probe_port,
                 stall_s=settings.probe_loop_stall_seconds,
-                db_stale_s=max(3 * settings.controls_refresh_seconds, 3.0),
             )
-            probes = ProbeServer(probe_state, settings.probe_host, settings.probe_port)
             probes.start()
-            ticker = asyncio.create_task(probe_state.tick())
+            ticker = asyncio.create_task(probes.tick())
             event("probes.serving", port=probes.port)
         app.state.probe_server = probes
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)

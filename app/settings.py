@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     probe_port: int | None = Field(default=None, ge=0, le=65535)
     probe_host: str = "0.0.0.0"  # noqa: S104 (kubelet probes the pod address)
     # /healthz on the probe port fails when the event loop has not ticked for this long.
-    probe_loop_stall_seconds: float = Field(default=10.0, gt=0, le=300)
+    probe_loop_stall_seconds: float = Field(default=10.0, ge=0.5, le=300)
 
     # --- learning lanes and promotion ---------------------------------------------------
     learn_shadow_duration_days: float = Field(default=7.0, ge=0)

@@ -1,56 +1,48 @@
-"""``/healthz`` and ``/readyz`` on their own port, answered by one small thread.
+"""``/healthz`` and ``/readyz`` on their own port, answered by a separate small process.
 
 On the main port a probe waits in the same event loop as the reviews: when hundreds of reviews
-finish at once it queues behind all of them (measured: p99 0.2-0.8 s). Here a thread with its
-own listening socket answers from a snapshot the event loop keeps fresh, so a probe costs a
-few microseconds of Python and never waits for the review work to drain.
+finish at once it queues behind all of them (measured: p99 0.2-0.8 s). A thread in this
+process would still wait for the GIL behind them (measured: p99 30-190 ms in the storm). So a
+child process (``app/api/probe_server.py``, standard library only) owns the probe socket and
+answers from a snapshot the event loop writes into shared memory four times a second.
 
 What the answers mean (kept honest although they are served beside the loop, not by it):
 - ``/healthz`` is 200 while the event loop ticks: a loop blocked longer than
   ``PROBE_LOOP_STALL_SECONDS`` answers 503, so liveness still catches a wedged process.
 - ``/readyz`` is 200 when the last state refresh reached the database recently (the poller
-  runs every ``CONTROLS_REFRESH_SECONDS``), an artifact serves and the controls are loaded.
+  runs every ``CONTROLS_REFRESH_SECONDS``), an artifact serves, the controls are loaded and the
+  loop ticks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import mmap
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from app.api import probe_server
 from app.registry.cache import LiveState
 
-# The loop's heartbeat period; a stall shorter than a few of these is invisible to probes.
+# The heartbeat period; a stall shorter than a few of these is invisible to probes.
 _TICK_S = 0.25
 
 
 class ProbeState:
-    """What the probe thread reads. Written by the event loop only; plain attribute reads and
-    writes are atomic under the GIL, so no lock."""
+    """Readiness as the service sees it, published to the probe process on every tick."""
 
-    def __init__(self, live: LiveState, *, stall_s: float, db_stale_s: float) -> None:
+    def __init__(self, live: LiveState, *, db_stale_s: float) -> None:
         self.live = live
-        self.stall_s = stall_s
         self.db_stale_s = db_stale_s
-        self.loop_tick = time.monotonic()
-
-    async def tick(self) -> None:
-        """Run on the event loop: the heartbeat ``/healthz`` checks."""
-        while True:
-            self.loop_tick = time.monotonic()
-            await asyncio.sleep(_TICK_S)
-
-    def healthz(self) -> tuple[int, dict[str, Any]]:
-        stalled = time.monotonic() - self.loop_tick
-        if stalled > self.stall_s:
-            return 503, {"status": "stalled", "loop_stalled_s": round(stalled, 3)}
-        return 200, {"status": "ok"}
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
         live = self.live
@@ -67,66 +59,59 @@ class ProbeState:
         if live.last_error is not None:
             checks["artifact_error"] = live.last_error
         checks["controls"] = "ok" if live.controls_loaded else "not loaded"
-        status, _ = self.healthz()
-        if status != 200:
-            checks["loop"] = "stalled"
-        ready = (
-            checks["database"] == "ok"
-            and artifact is not None
-            and live.controls_loaded
-            and status == 200
-        )
+        ready = checks["database"] == "ok" and artifact is not None and live.controls_loaded
         body = {"status": "ready" if ready else "not_ready", "checks": checks}
         return (200 if ready else 503), body
 
 
-def _handler(state: ProbeState) -> type[BaseHTTPRequestHandler]:
-    routes: dict[str, Callable[[], tuple[int, dict[str, Any]]]] = {
-        "/healthz": state.healthz,
-        "/readyz": state.readyz,
-    }
+class ProbeProcess:
+    """The probe socket, the shared snapshot and the child that serves them."""
 
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.0: one request per connection (kubelet opens one per probe), so a client
-        # holding its connection open cannot keep the single probe thread busy.
-        protocol_version = "HTTP/1.0"
-        timeout = 2.0  # a client that sends nothing cannot hold the thread either
-
-        def do_GET(self) -> None:
-            route = routes.get(self.path.split("?", 1)[0])
-            status, body = (404, {"status": "not_found"}) if route is None else route()
-            payload = orjson.dumps(body)
-            self.send_response_only(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # probes every second would drown the log
-
-    return Handler
-
-
-class ProbeServer:
-    """The probe listener and its thread; ``start``/``stop`` from the app lifespan."""
-
-    def __init__(self, state: ProbeState, host: str, port: int) -> None:
-        self._server = HTTPServer((host, port), _handler(state), bind_and_activate=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
-            name="probe-server",
-        )  # fmt: skip
+    def __init__(self, state: ProbeState, host: str, port: int, *, stall_s: float) -> None:
+        self._state = state
+        self._stall_s = stall_s
+        # Bound here, so a taken port fails the start loudly and port 0 is known at once.
+        self._sock = socket.create_server((host, port), backlog=128, reuse_port=False)
+        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # noqa: S108
+        fd, path = tempfile.mkstemp(prefix="trade-review-probe-", dir=shm)
+        os.ftruncate(fd, probe_server.SIZE)
+        self._path = path
+        self._buf = mmap.mmap(fd, probe_server.SIZE)
+        os.close(fd)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.publish()
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._sock.getsockname()[1])
+
+    def publish(self) -> None:
+        status, body = self._state.readyz()
+        probe_server.write_snapshot(self._buf, time.monotonic(), status, orjson.dumps(body))
 
     def start(self) -> None:
-        self._thread.start()
+        fd = self._sock.fileno()
+        argv = [
+            sys.executable, "-S", probe_server.__file__, "--fd", str(fd), "--state", self._path,
+            "--parent", str(os.getpid()), "--stall", str(self._stall_s),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL)  # noqa: S603
+
+    async def tick(self) -> None:
+        """Run on the event loop: the heartbeat and readiness the probe process serves."""
+        while True:
+            self.publish()
+            await asyncio.sleep(_TICK_S)
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._sock.close()
+        self._buf.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
