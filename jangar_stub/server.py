@@ -301,6 +301,7 @@ class JangarStub:
         self._delay_s = delay_s
         self._requests: list[RecordedRequest] = []
         self._disconnects = 0
+        self._accepted = 0
         self._seq = 0
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -395,6 +396,12 @@ class JangarStub:
         with self._lock:
             return self._disconnects
 
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since the last reset (keep-alive reuse shows here)."""
+        with self._lock:
+            return self._accepted
+
     def reset(self) -> None:
         with self._lock:
             self._default = Behaviour.VALID
@@ -404,6 +411,7 @@ class JangarStub:
             self._delay_s = self._initial_delay_s
             self._requests.clear()
             self._disconnects = 0
+            self._accepted = 0
 
     # ------------------------------------------------------------------ server loop
 
@@ -440,6 +448,8 @@ class JangarStub:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
+        with self._lock:
+            self._accepted += 1
         try:
             while True:
                 request = await _read_request(reader)

@@ -8,6 +8,8 @@ exchange here gives one cancellable stream per call and errors the runtime can c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
@@ -41,6 +43,8 @@ COMPLETED_MARKER: Final = "[[ ## completed ## ]]"
 # After the marker a well-behaved stream sends only its finish/usage frames and [DONE]; those
 # are read (the connection then stays reusable) but never more than this many events.
 _EVENTS_AFTER_MARKER: Final = 8
+# How long the end of the HTTP body may take to follow [DONE] before the connection is dropped.
+_DRAIN_AFTER_DONE_S: Final = 0.05
 # Enough of an error body to diagnose, never enough to flood a log line.
 _ERROR_SNIPPET_CHARS: Final = 300
 
@@ -281,7 +285,8 @@ async def _read_sse(resp: httpx.Response) -> _Reply:
     data: list[str] = []
     done = False
     after_marker = 0
-    async for line in resp.aiter_lines():
+    lines = resp.aiter_lines()
+    async for line in lines:
         if line == "":
             # A blank line ends one SSE event; its data lines join with newlines (SSE spec).
             if data and _sse_event(reply, "\n".join(data)):
@@ -294,15 +299,23 @@ async def _read_sse(resp: httpx.Response) -> _Reply:
                     # The answer is complete; whatever the model adds is not read (leaving
                     # the stream context closes the connection).
                     reply.finish_reason = reply.finish_reason or "stop"
-                    done = True
-                    break
+                    return reply
         elif line.startswith(":"):
             continue  # comment / keepalive
         elif line.startswith("data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(" ") else value)
         # event:, id:, retry: carry nothing an OpenAI-style stream needs.
-    if not done and data:
+    if done:
+        # Only the chunked body's terminator follows [DONE]: read it, so the connection goes
+        # back to the pool instead of being closed (a new TCP connection per review otherwise).
+        # A server that keeps the stream open after [DONE] is not waited for.
+        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+            async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
+                async for _ in lines:
+                    break
+        return reply
+    if data:
         done = _sse_event(reply, "\n".join(data))
     if not done and reply.finish_reason is None:
         raise lm15.ProviderError(

@@ -40,6 +40,7 @@ from app.review.jangar_url import normalize_base_url
 from app.review.program import (
     ReviewAdapter,
     TradeReviewProgram,
+    install_type_adapter_cache,
     new_program,
     prediction_fields,
     program_inputs,
@@ -146,6 +147,7 @@ class LiveExecutor:
         self._lm = build_lm(engine, settings.llm_model)
         # Pinned adapter; its silent second call through JSONAdapter is switched off.
         self._adapter = ReviewAdapter()
+        install_type_adapter_cache()
         self._deadline = settings.llm_dspy_timeout_seconds
         self._reserve_per_call = settings.llm_answer_reserve_ms / 1000
         self._programs: OrderedDict[str, TradeReviewProgram] = OrderedDict()

@@ -575,3 +575,14 @@ async def test_runaway_when_raw_completion_read_then_content_ends_at_the_marker(
     assert text.endswith("[[ ## completed ## ]]")
     assert "another thing" not in text
     assert response.finish_reason == "stop"
+
+
+async def test_valid_streams_when_reviewed_in_a_row_then_one_connection_is_reused(
+    jangar_stub: JangarStub, make_engine: EngineFactory
+):
+    engine = make_engine()
+    for _ in range(3):
+        assert (await review(engine)).verdict == "approve"
+    # The body is read to its end after [DONE], so the connection goes back to the pool.
+    assert jangar_stub.connections_accepted == 1
+    assert jangar_stub.disconnects == 0
