@@ -50,6 +50,7 @@ def serve(
     settings = _settings()
     import uvicorn
 
+    from app.api.arrival import stamping_httptools_protocol
     from app.main import create_app
 
     uvicorn.run(
@@ -57,7 +58,8 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, stamping each request's arrival for the answer's deadline.
+        http=stamping_httptools_protocol(),
         access_log=False,
         timeout_graceful_shutdown=10,
     )

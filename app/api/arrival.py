@@ -1,8 +1,10 @@
 """Stamp each HTTP request with its arrival time, before routing, body read and validation.
 
-The answer's deadline (``LLM_DSPY_TIMEOUT_SECONDS``) runs from here: the moment the server hands
-the request to the application, on the event loop's clock (the one ``asyncio.timeout_at``
-uses). A pure ASGI middleware, so stamping costs one clock read and no per-request objects.
+The answer's deadline (``LLM_DSPY_TIMEOUT_SECONDS``) runs from here, on the event loop's clock
+(the one ``asyncio.timeout_at`` uses). Under uvicorn (``app.cli serve``) the stamp is taken by
+the HTTP protocol when it parses the request's first bytes, which under load is earlier than
+the application task's first step; the ASGI middleware stamps any request that arrives
+without one (other servers, tests through ``ASGITransport``).
 """
 
 from __future__ import annotations
@@ -22,10 +24,26 @@ class ArrivalStamp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             state: dict[str, Any] = scope.setdefault("state", {})
-            state[ARRIVED_AT] = asyncio.get_running_loop().time()
+            if ARRIVED_AT not in state:
+                state[ARRIVED_AT] = asyncio.get_running_loop().time()
         await self.app(scope, receive, send)
 
 
 def arrived_at(scope: Scope) -> float | None:
     value = scope.get("state", {}).get(ARRIVED_AT)
     return value if isinstance(value, float) else None
+
+
+def stamping_httptools_protocol() -> type:
+    """uvicorn's httptools protocol, stamping each request when its first bytes are parsed
+    (``on_message_begin`` runs inside ``data_received``, before any task is scheduled)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class StampingHttpToolsProtocol(HttpToolsProtocol):
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            state = self.scope.get("state")
+            if isinstance(state, dict):
+                state[ARRIVED_AT] = self.loop.time()
+
+    return StampingHttpToolsProtocol

@@ -247,6 +247,7 @@ def run(ctx: Context) -> dict[str, Any]:
             finally:
                 if hog is not None:
                     PROCS.stop(hog)
+        profile = _profiled_storm(ctx, srv, probe_port)
     return {
         "artifact_hash": digest,
         "driver": "asyncio (uvloop) raw HTTP/1.1 client, one pre-opened connection per "
@@ -259,4 +260,46 @@ def run(ctx: Context) -> dict[str, Any]:
         "stress": stress or "stress-ng not installed: loaded variants skipped",
         "target_max_overshoot_ms": targets.STORM_MAX_OVERSHOOT_MS,
         "variants": variants,
+        "profile": profile,
+    }
+
+
+def _profiled_storm(ctx: Context, srv: Server, probe_port: int) -> dict[str, Any]:
+    """One more storm (example bodies, no stress) under py-spy: where the service's CPU goes
+    while 256 reviews are in flight. py-spy runs --nonblocking (it never stops the process)."""
+    from bench.profile import analyse, ensure_py_spy
+
+    rate = 250
+    n = ctx.cfg.storm_requests
+    try:
+        py_spy = ensure_py_spy()
+    except Exception as exc:  # no network, no uv: the figures stand without the profile
+        return {"error": f"py-spy unavailable: {exc}"}
+    raw = WORK / "py-spy-storm.txt"
+    raw.unlink(missing_ok=True)
+    duration = int(ctx.cfg.storm_deadline + 3)
+    spy = PROCS.spawn(
+        "py-spy",
+        [str(py_spy), "record", "--pid", str(srv.proc.pid), "--rate", str(rate),
+         "--duration", str(duration), "--nonblocking", "--format", "raw", "--output", str(raw)],
+        env=dict(os.environ),
+        log_path=WORK / "py-spy-storm.log",
+    )  # fmt: skip
+    time.sleep(1.0)
+    r = _one_storm(ctx, srv, probe_port, _example_bodies(n, ctx.nonce("storm-profile")))
+    spy.wait(timeout=duration + 30)
+    PROCS.stop(spy)
+    if not raw.exists():
+        return {"error": f"py-spy wrote nothing:\n{log_tail(WORK / 'py-spy-storm.log')}"}
+    result = analyse(raw)
+    per_review = {k: rnd(v / rate * 1000 / n, 3) for k, v in result["buckets"].most_common() if v}
+    return {
+        "command": f"py-spy record --rate {rate} --nonblocking --format raw (whole process, "
+        f"{duration} s around one storm of {n} example bodies)",
+        "storm": {k: r[k] for k in ("latency_minus_deadline_ms", "fallback_reasons")},
+        "samples": result["samples"],
+        "cpu_ms_per_review_by_bucket": per_review,
+        "top_app_frames": dict(result["app_frames"].most_common(15)),
+        "note": "samples include idle stacks (the event loop waiting); buckets are by the "
+        "innermost recognisable frame, as in bench/profile.py",
     }

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ from tests.support.live import (
     serve_live,
     unique_request,
 )
+from tests.support.server import running_service
 
 
 async def _slow_body(body: dict[str, Any], delay_s: float) -> AsyncIterator[bytes]:
@@ -103,3 +106,29 @@ async def test_hanging_jangar_when_commit_reserve_measured_then_answer_total_wit
     # The LLM step ended a reserve before the deadline, so the commit fits inside it.
     assert body["timings_ms"]["llm"] <= (DEADLINE_S - reserve) * 1000 + 50, body["timings_ms"]
     assert elapsed < DEADLINE_S + MARGIN_S, (elapsed, body["timings_ms"])
+
+
+def test_served_by_uvicorn_when_body_arrives_late_then_deadline_counts_from_first_bytes(
+    tmp_path: Path,
+) -> None:
+    # The real server (`python -m app serve`, the stamping httptools protocol): the wait for
+    # the body is on the answer's clock.
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'served.db'}"}
+    body = json.dumps(unique_request("served")).encode()
+    delay = 0.4
+    with running_service(env) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                b"POST /review HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+            )
+            time.sleep(delay)
+            sock.sendall(body)
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), raw[:300]
+    timings = json.loads(payload)["timings_ms"]
+    assert timings["queued"] >= delay * 1000 * 0.9, timings
