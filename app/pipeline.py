@@ -133,8 +133,8 @@ async def decide(
 ) -> Reviewed:
     """Review one order; ``replay`` says whether the answer is a stored one.
 
-    ``arrived_at`` (event-loop time the server handed the request over) anchors the answer's
-    deadline; None: now."""
+    ``arrived_at`` (event-loop time the server parsed the request's first bytes) anchors the
+    answer's deadline; None: now."""
     request_json = request.model_dump(mode="json", by_alias=True)  # once: hash and audit row
     req_hash = request_hash(request_json)
     key = idempotency_key or req_hash

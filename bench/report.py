@@ -376,6 +376,7 @@ def render(results: Path) -> str:
     out.append(t.render())
     out.append("")
     out.append(METHOD)
+    out.extend(_storm_profile(data.get("deadline_storm") or {}))
     out.extend(_profiles(results))
     out.append("## Noise\n")
     out.append(
@@ -409,6 +410,24 @@ def render(results: Path) -> str:
         )
     out.append("")
     return "\n".join(out) + "\n"
+
+
+def _storm_profile(storm: dict[str, Any]) -> list[str]:
+    prof = storm.get("profile") or {}
+    buckets = prof.get("cpu_ms_per_review_by_bucket")
+    if not buckets:
+        return []
+    out = ["## Where the storm's CPU goes\n"]
+    out.append(
+        f"{prof.get('command')}; that storm: {_get(prof, 'storm', 'latency_minus_deadline_ms')}, "
+        f"reasons {_get(prof, 'storm', 'fallback_reasons')}. Sampled CPU per review (ms), by the "
+        "innermost recognisable frame:\n"
+    )
+    out.append("| bucket | ms per review |")
+    out.append("|---|---:|")
+    out += [f"| {k} | {v:.3f} |" for k, v in list(buckets.items())[:16]]
+    out.append("")
+    return out
 
 
 METHOD = """## Method

@@ -47,14 +47,14 @@ def run(ctx: Context) -> dict[str, Any]:
     db = SqliteDB("cold")
     db.prepare()
     n = ctx.cfg.cold_starts
-    as_deployed = ctx._starts(db, n, {}, ())
+    as_deployed = _starts(ctx, db, n, {}, ())
     log(f"cold start (as deployed, no bytecode cache): {[round(t, 3) for t in as_deployed]}")
     # The same with a bytecode cache outside the tree (one discarded start fills it).
     cache = WORK / "pycache"
     shutil.rmtree(cache, ignore_errors=True)
     env = {"PYTHONPYCACHEPREFIX": str(cache)}
-    ctx._starts(db, 1, env, ("PYTHONDONTWRITEBYTECODE",))
-    cached = ctx._starts(db, n, env, ("PYTHONDONTWRITEBYTECODE",))
+    _starts(ctx, db, 1, env, ("PYTHONDONTWRITEBYTECODE",))
+    cached = _starts(ctx, db, n, env, ("PYTHONDONTWRITEBYTECODE",))
     log(f"cold start (with bytecode cache): {[round(t, 3) for t in cached]}")
     return {
         "measure": "python -m app serve spawned on a fresh port against a migrated SQLite "

@@ -56,7 +56,7 @@ def run(ctx: Context, db: SqliteDB | PostgresDB) -> dict[str, Any]:
     name = f"service-{db.kind}"
     with running(start_service(name, db.url)) as srv:
         ctx.warm(srv)
-        figures = ctx.measure(srv, f"deterministic/{db.kind}", keep=True, verify=ctx._verifier(db))
+        figures = ctx.measure(srv, f"deterministic/{db.kind}", keep=True, verify=_verifier(ctx, db))
     runs = [r for c in figures.values() for r in c["runs"]]
     committed_ok = all(r["committed"]["ok"] for r in runs)
     return {

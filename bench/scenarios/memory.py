@@ -61,7 +61,7 @@ def run(ctx: Context) -> dict[str, Any]:
         pid = srv.proc.pid
         start = rss_kib(pid)
         for i in range(ctx.cfg.memory_phases):
-            phase = ctx._drive_reviews(srv, db, n)
+            phase = _drive_reviews(ctx, srv, db, n)
             rss = rss_kib(pid)
             phase["vmrss_mib_after"] = rnd(rss["VmRSS"] / 1024, 1)
             phase["vmhwm_mib_after"] = rnd(rss["VmHWM"] / 1024, 1)
