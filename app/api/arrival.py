@@ -10,11 +10,12 @@ without one (other servers, tests through ``ASGITransport``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-ARRIVED_AT = "arrived_at"
+# A scope key of our own: the scope is fresh per request in every server, whereas
+# ``scope["state"]`` may be one dict shared by all requests (asgi-lifespan passes it as is).
+ARRIVED_AT = "trade_review.arrived_at"
 
 
 class ArrivalStamp:
@@ -22,15 +23,13 @@ class ArrivalStamp:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            state: dict[str, Any] = scope.setdefault("state", {})
-            if ARRIVED_AT not in state:
-                state[ARRIVED_AT] = asyncio.get_running_loop().time()
+        if scope["type"] == "http" and ARRIVED_AT not in scope:
+            scope[ARRIVED_AT] = asyncio.get_running_loop().time()
         await self.app(scope, receive, send)
 
 
 def arrived_at(scope: Scope) -> float | None:
-    value = scope.get("state", {}).get(ARRIVED_AT)
+    value = scope.get(ARRIVED_AT)
     return value if isinstance(value, float) else None
 
 
@@ -41,9 +40,7 @@ def stamping_httptools_protocol() -> type:
 
     class StampingHttpToolsProtocol(HttpToolsProtocol):
         def on_message_begin(self) -> None:
-            super().on_message_begin()
-            state = self.scope.get("state")
-            if isinstance(state, dict):
-                state[ARRIVED_AT] = self.loop.time()
+            super().on_message_begin()  # a fresh scope for this request
+            self.scope[ARRIVED_AT] = self.loop.time()  # pyright: ignore[reportGeneralTypeIssues]
 
     return StampingHttpToolsProtocol

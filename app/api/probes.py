@@ -58,6 +58,8 @@ class ProbeState:
         checks["artifact"] = artifact.artifact_hash if artifact else "none"
         if live.last_error is not None:
             checks["artifact_error"] = live.last_error
+        if live.last_refusal is not None:
+            checks["artifact_refusal"] = live.last_refusal.value  # closed set: the code
         checks["controls"] = "ok" if live.controls_loaded else "not loaded"
         ready = checks["database"] == "ok" and artifact is not None and live.controls_loaded
         body = {"status": "ready" if ready else "not_ready", "checks": checks}

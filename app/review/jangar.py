@@ -44,7 +44,7 @@ COMPLETED_MARKER: Final = "[[ ## completed ## ]]"
 # are read (the connection then stays reusable) but never more than this many events.
 _EVENTS_AFTER_MARKER: Final = 8
 # How long the end of the HTTP body may take to follow [DONE] before the connection is dropped.
-_DRAIN_AFTER_DONE_S: Final = 0.05
+_DRAIN_AFTER_DONE_S: Final = 0.25
 # Enough of an error body to diagnose, never enough to flood a log line.
 _ERROR_SNIPPET_CHARS: Final = 300
 

@@ -132,3 +132,22 @@ def test_served_by_uvicorn_when_body_arrives_late_then_deadline_counts_from_firs
     assert head.startswith(b"HTTP/1.1 200"), raw[:300]
     timings = json.loads(payload)["timings_ms"]
     assert timings["queued"] >= delay * 1000 * 0.9, timings
+
+
+async def test_each_request_when_stamped_then_own_arrival_not_an_earlier_requests(
+    live_app: AppFactory, jangar_stub: JangarStub
+) -> None:
+    # Regression: a stamp kept in a dict shared by all requests made every later request look
+    # as old as the first one, so each went to budget_exhausted.
+    async with live_app(jangar_base_url=jangar_stub.base_url) as (client, app):
+        await serve_live(app, jangar_stub)
+        jangar_stub.set_behaviour(Behaviour.HANG)
+        first, _ = await _post_slowly(client, unique_request("first"), 0.0)
+        await asyncio.sleep(DEADLINE_S * 1.2)  # longer than a whole budget
+        second, _ = await _post_slowly(client, unique_request("second"), 0.0)
+
+    for r in (first, second):
+        assert r.status_code == 200, r.text
+        assert_fallback(r.json(), "timeout")  # each had its own budget for the LLM call
+        assert r.json()["timings_ms"]["queued"] < DEADLINE_S * 1000 / 2
+    assert len(jangar_stub.requests) == 2

@@ -36,6 +36,7 @@ from tests.support.live import (
     assert_fallback,
     assert_gates_complete,
     assert_stub_answer,
+    budget_left_ms,
     post,
     review_row,
     running_app,
@@ -288,8 +289,10 @@ class TestFaults:
         assert body["lineage"]["model"] == MODEL
         assert len(jangar_stub.requests) == 1  # one attempt: no retries behind our back
         if reason == "timeout":
-            # The deadline, not an earlier give-up, ended the call.
-            assert body["timings_ms"]["llm"] >= DEADLINE_S * 1000 * 0.9
+            # The answer's deadline, not an earlier give-up, ended the call: the LLM step had
+            # what arrival + deadline left after the tail reserve (at most half the deadline).
+            budget = budget_left_ms(fault_app[1], body)
+            assert budget / 2 - 50 <= body["timings_ms"]["llm"] <= budget + 50, body["timings_ms"]
         row = await review_row(sqlite_url, body["review_id"])
         assert row["executor"] == "heuristic"
         assert row["fallback_reason"] == reason
@@ -365,9 +368,12 @@ async def test_64_concurrent_reviews_when_stub_hangs_then_all_fall_back_by_the_d
     assert health_response.status_code == 200
     assert health_s < 0.5, health_s
     assert [r.status_code for r in responses] == [200] * n
-    reasons = {r.json()["lineage"]["fallback"]["reason"] for r in responses}
-    assert reasons == {"timeout"}
-    assert len(jangar_stub.requests) == n  # every review really was in flight at once
+    reasons = [r.json()["lineage"]["fallback"]["reason"] for r in responses]
+    # On a starved runner a review can spend its whole budget before the LLM step; it then
+    # goes to the heuristic without calling (budget_exhausted), never past the deadline.
+    assert set(reasons) <= {"timeout", "budget_exhausted"}, reasons
+    assert reasons.count("timeout") >= n // 2, reasons  # the storm really was in flight
+    assert len(jangar_stub.requests) == reasons.count("timeout")
     assert len({r.json()["review_id"] for r in responses}) == n
     engine = create_async_engine(sqlite_url)
     try:
@@ -375,7 +381,8 @@ async def test_64_concurrent_reviews_when_stub_hangs_then_all_fall_back_by_the_d
             rows = await conn.execute(
                 text(
                     "SELECT count(*) FROM llm_decision_reviews "
-                    "WHERE strategy_id LIKE 'storm%' AND fallback_reason = 'timeout'"
+                    "WHERE strategy_id LIKE 'storm%' "
+                    "AND fallback_reason IN ('timeout', 'budget_exhausted')"
                 )
             )
             assert rows.scalar_one() == n

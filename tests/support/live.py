@@ -21,12 +21,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.session import unit_of_work
 from app.gates.checks import GateCode
 from app.main import create_app
+from app.registry import evidence
 from app.registry.artifact import live_manifest
-from app.registry.service import register, transition
+from app.registry.evidence import EvidenceKind
+from app.registry.service import register
 from app.registry.states import ArtifactState
 from app.review.program import new_program, program_state
 from jangar_stub import DEFAULT_ANSWER, JangarStub
 from tests.conftest import Clock, make_settings
+from tests.support.registry import promote_in, scorecard
 from tests.support.requests import base_request
 
 MODEL = "gpt-5.3-codex-spark"
@@ -78,16 +81,11 @@ async def activate_live(app: Any, *, instructions: str | None = None) -> str:
         digest = await register(
             session, manifest, live_state(instructions), actor="test", lineage={}, now=now
         )
+        await evidence.add(
+            session, digest, EvidenceKind.SCORECARD, scorecard(digest), actor="test", now=now
+        )
         for target in (ArtifactState.SHADOW, ArtifactState.ACTIVE):
-            await transition(
-                session,
-                digest,
-                target,
-                actor="test",
-                reason="test activation",
-                evidence_hash=None,
-                now=now,
-            )
+            await promote_in(session, digest, target)  # with evidence, as operators must
     return digest
 
 
@@ -184,3 +182,11 @@ def assert_fallback(body: dict[str, Any], reason: str) -> None:
 
 def stub_answer(**fields: Any) -> dict[str, Any]:
     return {**DEFAULT_ANSWER, "rationale": STUB_RATIONALE, **fields}
+
+
+def budget_left_ms(app: Any, body: dict[str, Any]) -> float:
+    """What the deadline left the LLM step of ``body``'s review: the deadline minus the time
+    before decide() (``queued``) and the pre-read (``read``)."""
+    deadline_ms = app.state.pipeline.budget.deadline_s * 1000
+    timings = body["timings_ms"]
+    return deadline_ms - timings["queued"] - timings["read"]
