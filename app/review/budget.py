@@ -9,8 +9,10 @@ So the LLM step ends at
 
 where ``reserve`` is a high estimate of the recent tail: ``srtt + 4 * rttvar`` over the measured
 tails, the estimator TCP uses for its retransmission timeout (RFC 6298), clamped to
-``[floor, deadline / 2]``. A commit that got slower raises the reserve within a few reviews; a
-single outlier moves it by a quarter of its deviation. Pure: durations come in as arguments.
+``[floor, deadline / 4]``: a loaded replica's tails must not starve the LLM step (the per-call
+stagger in ``review/live.py`` covers bursts, up to another half of the deadline). A commit
+that got slower raises the reserve within a few reviews; a single outlier moves it by a
+quarter of its deviation. Pure: durations come in as arguments.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class AnswerBudget:
 
     def __init__(self, deadline_s: float, *, floor_s: float) -> None:
         self.deadline_s = deadline_s
-        self.tail = TailEstimator(floor_s=min(floor_s, deadline_s / 2), cap_s=deadline_s / 2)
+        cap = deadline_s / 4
+        self.tail = TailEstimator(floor_s=min(floor_s, cap), cap_s=cap)
 
     def answer_deadline(self, arrived_at: float) -> float:
         return arrived_at + self.deadline_s

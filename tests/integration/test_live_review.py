@@ -373,7 +373,9 @@ async def test_64_concurrent_reviews_when_stub_hangs_then_all_fall_back_by_the_d
     # goes to the heuristic without calling (budget_exhausted), never past the deadline.
     assert set(reasons) <= {"timeout", "budget_exhausted"}, reasons
     assert reasons.count("timeout") >= n // 2, reasons  # the storm really was in flight
-    assert len(jangar_stub.requests) == reasons.count("timeout")
+    # A budget_exhausted review never calls (a starved stub may not even have read every call
+    # that timed out, hence <=).
+    assert len(jangar_stub.requests) <= reasons.count("timeout")
     assert len({r.json()["review_id"] for r in responses}) == n
     engine = create_async_engine(sqlite_url)
     try:

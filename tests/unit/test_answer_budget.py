@@ -52,6 +52,13 @@ def test_llm_deadline_when_reserve_measured_then_arrival_plus_deadline_minus_res
     assert budget.llm_deadline(100.0) == pytest.approx(100.98, abs=0.001)
 
 
-def test_floor_when_larger_than_half_the_deadline_then_half() -> None:
+def test_floor_when_larger_than_a_quarter_of_the_deadline_then_a_quarter() -> None:
     budget = AnswerBudget(0.01, floor_s=1.0)
-    assert budget.llm_deadline(0.0) == pytest.approx(0.005)
+    assert budget.llm_deadline(0.0) == pytest.approx(0.0075)
+
+
+def test_reserve_when_tails_huge_then_llm_step_keeps_three_quarters() -> None:
+    budget = AnswerBudget(1.0, floor_s=0.005)
+    for _ in range(20):
+        budget.observe_tail(5.0)
+    assert budget.llm_deadline(0.0) == pytest.approx(0.75)
