@@ -95,3 +95,10 @@ LANE_DURATION = Histogram(
     ["lane"],
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
 )
+
+# --- answer deadline (issue 12) -----------------------------------------------------------
+DEADLINE_MISSES = Counter(
+    "trade_review_deadline_misses_total",
+    "Answers ready after arrival + LLM_DSPY_TIMEOUT_SECONDS (the audit commit is never cut)",
+    ["executor"],
+)
