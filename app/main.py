@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import admin, health, lanes, metrics_route, outcomes, review
+from app.api.guard import IntakeGuard
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -133,6 +134,8 @@ def create_app(
     app.include_router(outcomes.router)
     app.include_router(admin.router)
     app.include_router(lanes.router)
+    # Outermost of ours: credential, then body size and read deadline, before any route.
+    app.add_middleware(IntakeGuard, settings=settings)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> OrjsonResponse:

@@ -94,3 +94,14 @@ LANE_DURATION = Histogram(
     ["lane"],
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
 )
+
+# --- intake (issue 8): write-time reservations and group-commit isolation ------------------
+RESERVATION_REJECTS = Counter(
+    "trade_review_reservation_rejects_total",
+    "Submits turned into rejects at commit: with the orders in flight counted, a gate failed",
+    ["gate"],
+)
+WRITE_ROWS_ISOLATED = Counter(
+    "trade_review_write_rows_isolated_total",
+    "Group-commit batches retried row by row because the database refused a row",
+)

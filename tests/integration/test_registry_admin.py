@@ -20,7 +20,8 @@ from app.registry.evidence import EvidenceKind
 from app.registry.hashing import artifact_hash
 from tests.support.requests import base_request
 
-AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
+TOKEN = "s3cret-admin-token-0123456789abcdef"  # >= 32 characters (settings refuse shorter)
+AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Operator": "alice"}
 
 
 def scorecard(digest: str, **over: Any) -> dict[str, Any]:
@@ -93,12 +94,12 @@ async def test_admin_when_no_token_configured_then_503_admin_disabled(app_factor
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}]
 )
 async def test_admin_when_token_missing_or_wrong_then_401(
     app_factory: Any, headers: dict[str, str]
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         for path in ("/admin/artifacts", "/admin/controls"):
             r = await client.get(path, headers=headers)
             assert r.status_code == 401
@@ -108,7 +109,7 @@ async def test_admin_when_token_missing_or_wrong_then_401(
 async def test_promotion_when_evidence_complete_then_serves_and_rollback_restores(
     app_factory: Any,
 ) -> None:
-    async with app_factory(admin_token="s3cret", learn_shadow_duration_days=0) as (client, app):
+    async with app_factory(admin_token=TOKEN, learn_shadow_duration_days=0) as (client, app):
         listing = (await client.get("/admin/artifacts", headers=AUTH)).json()
         original = listing["served_hash"]
         assert listing["pinned_hash"] is None
@@ -152,7 +153,7 @@ async def test_promotion_when_evidence_complete_then_serves_and_rollback_restore
 async def test_promotion_when_scorecard_fails_then_gate_failed_and_recorded(
     app_factory: Any, card: dict[str, Any], needle: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         digest = await make_artifact(app, 2)
         async with unit_of_work(app.state.pipeline.factory) as s:
             await evidence.add(
@@ -175,7 +176,7 @@ async def test_promotion_when_scorecard_fails_then_gate_failed_and_recorded(
 
 
 async def test_promotion_when_no_scorecard_then_gate_failed(app_factory: Any) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         manifest, state = heuristic_bootstrap("trade-review", "v1")
         state["heuristic"]["params"]["flag_points"] = 0.42
         async with unit_of_work(app.state.pipeline.factory) as s:
@@ -190,7 +191,7 @@ async def test_promotion_when_no_scorecard_then_gate_failed(app_factory: Any) ->
 async def test_invalid_transition_when_requested_then_409_invalid_transition(
     app_factory: Any,
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         digest = await make_artifact(app, 3)
         r = await transition(client, digest, "canary")
         assert r.status_code == 409  # candidate -> canary is not in the table
@@ -201,7 +202,7 @@ async def test_invalid_transition_when_requested_then_409_invalid_transition(
 async def test_20_concurrent_shadow_promotions_then_one_wins_and_19_get_409(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         hashes = [await make_artifact(app, 100 + i) for i in range(20)]
         results = await asyncio.gather(*(transition(client, h, "shadow") for h in hashes))
         codes = sorted(r.status_code for r in results)
@@ -231,7 +232,7 @@ async def test_20_concurrent_shadow_promotions_then_one_wins_and_19_get_409(
 async def test_20_concurrent_active_promotions_then_exactly_one_active_at_every_moment(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         # Retired artifacts with evidence may be re-activated (the rollback path): 20 of them race.
         hashes = [await make_artifact(app, 200 + i) for i in range(20)]
         now = datetime.now(UTC)
@@ -300,7 +301,7 @@ async def test_20_concurrent_active_promotions_then_exactly_one_active_at_every_
 async def test_retention_when_many_retired_then_only_last_10_keep_state(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         hashes = [await make_artifact(app, 300 + i) for i in range(12)]
         for h in hashes:
             assert (await transition(client, h, "retired")).status_code == 200
@@ -323,9 +324,9 @@ async def test_retention_when_many_retired_then_only_last_10_keep_state(
 
 
 async def test_pinned_hash_when_set_then_registry_reports_and_serves_it(app_factory: Any) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         digest = await make_artifact(app, 400)
-    async with app_factory(admin_token="s3cret", llm_dspy_artifact_hash=digest) as (client, _):
+    async with app_factory(admin_token=TOKEN, llm_dspy_artifact_hash=digest) as (client, _):
         listing = (await client.get("/admin/artifacts", headers=AUTH)).json()
         assert listing["pinned_hash"] == digest
         assert listing["served_hash"] == digest
@@ -338,7 +339,7 @@ async def test_pinned_hash_when_set_then_registry_reports_and_serves_it(app_fact
 
 
 async def test_controls_when_set_via_admin_then_recorded_and_applied(app_factory: Any) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         r = await client.post(
             "/admin/controls", json={"trading_state": "HALTED", "reason": "drill"}, headers=AUTH
         )
