@@ -20,6 +20,7 @@ from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
+    "service_leases",
     "artifact_evidence",
     "artifact_events",
     "lane_outputs",
@@ -27,6 +28,7 @@ TABLES = (
     "llm_decision_reviews",
     "llm_dspy_workflow_artifacts",
     "service_controls",
+    "control_events",
 )
 
 

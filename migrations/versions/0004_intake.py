@@ -10,7 +10,7 @@
   PostgreSQL for the prefix (SQLite does not enforce VARCHAR lengths).
 
 Revision ID: 0004_intake
-Revises: 0002
+Revises: 0004_registry
 Create Date: 2026-12-01
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_intake"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004_registry"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
