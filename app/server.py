@@ -1,5 +1,7 @@
 """The HTTP server: uvicorn (uvloop, httptools) with every connection bounded in time and number.
 
+The protocol class also stamps each request's arrival (``app/api/arrival.py``).
+
 uvicorn bounds an idle keep-alive connection (``timeout_keep_alive``) and concurrent work
 (``limit_concurrency``, 503 beyond), but not the time a client may take to send its request
 headers: a connection that sends half a request line is held forever. ``BoundedHttpTools``
@@ -12,12 +14,13 @@ header size is bounded by httptools (llhttp's 80 KiB).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.api.arrival import stamping_httptools_protocol
 from app.errors import ErrorCode
 from app.observability import metrics
 from app.settings import Settings
@@ -41,10 +44,12 @@ def _timeout_response(seconds: float) -> bytes:
 
 
 def bounded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
-    """An httptools protocol class with a header deadline and a connection cap."""
+    """An httptools protocol class with a header deadline and a connection cap, on top of the
+    one that stamps each request's arrival (``app/api/arrival.py``)."""
     timeout_response = _timeout_response(header_timeout)
+    stamping = cast(type[HttpToolsProtocol], stamping_httptools_protocol())
 
-    class BoundedHttpTools(HttpToolsProtocol):
+    class BoundedHttpTools(stamping):
         _header_timer: asyncio.TimerHandle | None = None
         _got_bytes = False
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from app.api.arrival import arrived_at
 from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.errors import BadRequest, ErrorCode, RequestInvalid
@@ -66,7 +67,7 @@ async def review(
     raw = await request.body()  # the guard buffered it within MAX_BODY_BYTES
     payload = parse_review_request(raw)
     trace = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
-    result = await decide(pipeline, payload, idempotency_key, trace)
+    result = await decide(pipeline, payload, idempotency_key, trace, arrived_at(request.scope))
     timings = result.body["timings_ms"]
     # Time spent outside the LLM call (a replay did no work: 0).
     overhead = max(timings.get("total", 0.0) - timings.get("llm", 0.0), 0.0)

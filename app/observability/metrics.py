@@ -96,6 +96,13 @@ LANE_DURATION = Histogram(
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
 )
 
+# --- answer deadline (issue 12) -----------------------------------------------------------
+DEADLINE_MISSES = Counter(
+    "trade_review_deadline_misses_total",
+    "Answers ready after arrival + LLM_DSPY_TIMEOUT_SECONDS (the audit commit is never cut)",
+    ["executor"],
+)
+
 # --- intake (issue 8): write-time reservations and group-commit isolation ------------------
 RESERVATION_REJECTS = Counter(
     "trade_review_reservation_rejects_total",
