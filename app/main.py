@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import admin, health, lanes, metrics_route, outcomes, review
 from app.api.arrival import ArrivalStamp
+from app.api.guard import IntakeGuard
 from app.api.probes import ProbeProcess, ProbeState
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
@@ -158,6 +159,9 @@ def create_app(
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
+    # Credential, then body size and read deadline, before any route; inside the arrival
+    # stamp (added last = outermost), so reading the body counts against the deadline.
+    app.add_middleware(IntakeGuard, settings=settings)
     app.add_middleware(ArrivalStamp)
     app.include_router(review.router)
     app.include_router(health.router)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -33,6 +33,7 @@ DEPRECATED_VARIABLES: tuple[str, ...] = (
 )
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+MIN_TOKEN_CHARS = 32
 
 
 def default_database_url() -> str:
@@ -106,6 +107,42 @@ class Settings(BaseSettings):
     controls_refresh_seconds: float = Field(default=1.0, gt=0, le=2.0)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: str = "INFO"
+
+    # --- credentials and HTTP intake bounds (issue 8, items 9-11) ------------------------
+    # Blank means unset; a set token must be at least MIN_TOKEN_CHARS long (checked below).
+    scheduler_token: SecretStr | None = None
+    # When SCHEDULER_TOKEN is set, /review needs it too (reviews count toward order-rate and
+    # exposure reservations, so an open /review lets anyone spend a strategy's budget).
+    scheduler_token_for_review: bool = True
+    # Bounds on what one connection may hold: headers must arrive within this, a body within
+    # that (408 request_timeout), an idle keep-alive connection is closed after this.
+    http_header_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keepalive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Open connections per process; beyond it new connections are closed at once and
+    # requests on existing ones get 503 (uvicorn's limit_concurrency).
+    http_max_connections: int = Field(default=512, ge=1, le=100_000)
+
+    @field_validator("admin_token", "scheduler_token", mode="before")
+    @classmethod
+    def _check_token(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None  # blank means unset, never "an empty secret"
+        if isinstance(raw, str) and len(raw.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return raw.strip() if isinstance(raw, str) else raw
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> Settings:
+        a, s = self.admin_token, self.scheduler_token
+        if a is not None and s is not None and a.get_secret_value() == s.get_secret_value():
+            raise ValueError(
+                "SCHEDULER_TOKEN must differ from ADMIN_TOKEN (the scheduler must not hold admin)"
+            )
+        return self
 
     @field_validator("jangar_base_url")
     @classmethod
@@ -203,5 +240,5 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         lines: list[str] = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
-            lines.append(f"{name}: {err['msg']}")
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise SettingsError(lines) from None

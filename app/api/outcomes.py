@@ -1,5 +1,6 @@
 """``POST /reviews/{review_id}/outcome``: what happened to a reviewed order, so datasets learn
-from fills and realized P&L rather than from what the reviewer said."""
+from fills and realized P&L rather than from what the reviewer said. Scheduler-facing: when
+``SCHEDULER_TOKEN`` is set the intake guard requires it (``app/api/guard.py``)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class OutcomeOut(BaseModel):
 @router.post(
     "/reviews/{review_id}/outcome",
     response_model=OutcomeOut,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(401, 404, 408, 409, 413, 422),
 )
 async def record_outcome(review_id: str, body: OutcomeIn, pipeline: PipelineDep) -> OutcomeOut:
     payload: dict[str, Any] = body.model_dump()

@@ -1,4 +1,5 @@
-"""``POST /review``: read a bounded body, validate, hand to ``pipeline.decide``."""
+"""``POST /review``: validate the body (already bounded by the intake guard: size, read deadline,
+credential), hand it to ``pipeline.decide``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from app.api.arrival import arrived_at
 from app.api.deps import PipelineDep
 from app.api.responses import error_responses
-from app.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestInvalid
+from app.errors import BadRequest, ErrorCode, RequestInvalid
 from app.pipeline import decide
 from app.review.bounds import MAX_DEPTH, nesting_exceeds
 from app.review.schemas import ReviewRequest, ReviewResponse
@@ -22,21 +23,7 @@ router = APIRouter()
 # W3C trace context travels on to Jangar so one trace spans the whole decision.
 _TRACE_HEADERS = ("traceparent", "tracestate")
 
-_ERRORS = error_responses(400, 409, 413, 422, 503)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+_ERRORS = error_responses(400, 401, 408, 409, 413, 422, 503)
 
 
 def parse_review_request(raw: bytes) -> ReviewRequest:
@@ -84,7 +71,7 @@ async def review(
     pipeline: PipelineDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    raw = await request.body()  # the guard buffered it within MAX_BODY_BYTES
     payload = parse_review_request(raw)
     trace = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
     result = await decide(pipeline, payload, idempotency_key, trace, arrived_at(request.scope))

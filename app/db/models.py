@@ -36,7 +36,8 @@ class ReviewRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     review_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
-    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    # Namespaced: ``k:<Idempotency-Key>`` or ``h:<request hash>`` (migration 0004_intake).
+    idempotency_key: Mapped[str] = mapped_column(String(256), unique=True, nullable=False)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     request_json: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     strategy_id: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -61,6 +62,9 @@ class ReviewRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # --- intake (0004_intake): the signed quantity a submit reserves (exact decimal text;
+    # NULL for rejects). Summed per (strategy, symbol) within the reservation TTL at write time.
+    reserved_qty: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_reviews_created_at", "created_at"),

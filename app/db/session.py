@@ -101,8 +101,15 @@ async def unit_of_work(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
 @asynccontextmanager
 async def core_transaction(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
     """A Core connection in one transaction (hot-path batch writes): commits on success,
-    rolls back on error. The ORM's ``unit_of_work`` and this are the only commit points."""
+    rolls back on error. The ORM's ``unit_of_work`` and this are the only commit points.
+
+    On SQLite the transaction opens with ``BEGIN IMMEDIATE``: the database's write lock is
+    held from the first statement, so a read-then-write (the reservation re-check) is
+    serialised with every other writer, other processes included, and SAVEPOINTs nest inside
+    it (pysqlite would otherwise open no transaction before a SELECT or a SAVEPOINT)."""
     async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
 
 

@@ -62,6 +62,12 @@ class OrderRateLimits(_Frozen):
     max_orders_per_strategy: int = Field(default=30, ge=0)
 
 
+class ReservationLimits(_Frozen):
+    """How long a submitted order counts as in flight against its strategy's position."""
+
+    ttl_seconds: float = Field(default=60, gt=0)
+
+
 class MarketContextLimits(_Frozen):
     required: bool = False
     max_freshness_seconds: float = Field(default=900, gt=0)
@@ -95,6 +101,7 @@ class PolicyLimits(_Frozen):
     max_gross_exposure_pct_equity: Decimal = Field(default=Decimal("2.0"), gt=0)
     shorting_allowed: bool = False
     order_rate: OrderRateLimits = OrderRateLimits()
+    reservations: ReservationLimits = ReservationLimits()
     market_context: MarketContextLimits = MarketContextLimits()
     review: ReviewLimits = ReviewLimits()
     adjustment: AdjustmentLimits = AdjustmentLimits()

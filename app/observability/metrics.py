@@ -102,3 +102,14 @@ DEADLINE_MISSES = Counter(
     "Answers ready after arrival + LLM_DSPY_TIMEOUT_SECONDS (the audit commit is never cut)",
     ["executor"],
 )
+
+# --- intake (issue 8): write-time reservations and group-commit isolation ------------------
+RESERVATION_REJECTS = Counter(
+    "trade_review_reservation_rejects_total",
+    "Submits turned into rejects at commit: with the orders in flight counted, a gate failed",
+    ["gate"],
+)
+WRITE_ROWS_ISOLATED = Counter(
+    "trade_review_write_rows_isolated_total",
+    "Group-commit batches retried row by row because the database refused a row",
+)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal, select, union_all
+from sqlalchemy import bindparam, func, insert, literal, select, text, union_all
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -40,6 +41,44 @@ _PRECHECK_MANY = union_all(
     )
     .group_by(ReviewRow.strategy_id),
 )
+
+
+# --- intake: write-time reservations (issue 8) ----------------------------------------------
+# Advisory-lock class for "order reservations of one strategy" (two-int form, so the key
+# space cannot meet another feature's single-bigint advisory locks).
+_RESERVATION_LOCK_CLASS = 0x74725256  # "trRV"
+_LOCK = text("SELECT pg_advisory_xact_lock(:cls, :obj)")
+_SUBMITTED = select(
+    ReviewRow.strategy_id, ReviewRow.symbol, ReviewRow.reserved_qty, ReviewRow.created_at
+).where(
+    ReviewRow.strategy_id.in_(bindparam("strategies", expanding=True)),
+    ReviewRow.created_at >= bindparam("since"),
+    ReviewRow.decision == "submit",
+)
+
+
+def _lock_id(strategy_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(strategy_id.encode()).digest()[:4], "big", signed=True)
+
+
+async def lock_strategies(conn: AsyncConnection, strategies: list[str]) -> None:
+    """Serialise reservations per strategy until this transaction ends, across replicas.
+
+    PostgreSQL: one transaction-scoped advisory lock per strategy, taken in a fixed order (no
+    deadlock between two replicas' batches). SQLite: nothing to do, the writer's transaction
+    began with BEGIN IMMEDIATE and so already holds the database's single write lock."""
+    if conn.dialect.name != "postgresql":
+        return
+    for obj in sorted({_lock_id(s) for s in strategies}):
+        await conn.execute(_LOCK, {"cls": _RESERVATION_LOCK_CLASS, "obj": obj})
+
+
+async def submitted_since(
+    conn: AsyncConnection, strategies: list[str], since: datetime
+) -> list[tuple[str, str, str | None, datetime]]:
+    """(strategy, symbol, reserved_qty, created_at) of the committed submits since ``since``."""
+    result = await conn.execute(_SUBMITTED, {"strategies": strategies, "since": since})
+    return [(r[0], r[1], r[2], r[3]) for r in result]
 
 
 async def add_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
