@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import admin, health, lanes, metrics_route, outcomes, review
+from app.api import admin, drift, health, lanes, metrics_route, outcomes, review
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -107,6 +107,12 @@ def create_app(
             reader=reader,
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
+        # --- drift: the scheduled monitor, one replica at a time (app/drift)
+        drift_task: asyncio.Task[None] | None = None
+        if settings.learn_drift_enabled:
+            from app.drift.monitor import drift_loop
+
+            drift_task = asyncio.create_task(drift_loop(factory, settings, clock).run())
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
         try:
             yield
@@ -114,6 +120,10 @@ def create_app(
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            if drift_task is not None:
+                drift_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drift_task
             await reader.stop()
             await writer.stop()
             await http.aclose()
@@ -132,6 +142,7 @@ def create_app(
     app.include_router(metrics_route.router)
     app.include_router(outcomes.router)
     app.include_router(admin.router)
+    app.include_router(drift.router)
     app.include_router(lanes.router)
 
     @app.exception_handler(ServiceError)

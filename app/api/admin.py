@@ -15,6 +15,7 @@ from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.controls import repository as controls_repo
 from app.db.session import read_only, unit_of_work
+from app.drift.monitor import drift_block
 from app.errors import Conflict, ErrorCode, NotFound, ServiceUnavailable, Unauthorized
 from app.gates.context import TradingState
 from app.observability.logging import event
@@ -144,7 +145,11 @@ async def transition_artifact(
                 await service.prune_retired(session, pipeline.program_name, now)
                 result = service.PromotionResult(True, None, [], before)
             else:
-                result = await service.promote(
+                # --- drift: a breach blocks promotions built on the drifted window
+                blocked = await drift_block(
+                    session, pipeline.program_name, artifact_hash, body.to, now
+                )
+                result = blocked or await service.promote(
                     session,
                     artifact_hash,
                     body.to,
