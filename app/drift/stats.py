@@ -41,7 +41,7 @@ class Family(StrEnum):
     PERFORMANCE = "performance"
 
 
-class TestKind(StrEnum):
+class CheckKind(StrEnum):
     PSI = "psi"
     KS = "ks"
     CHI2 = "chi2"
@@ -89,7 +89,7 @@ class Check:
 
     metric: str
     family: Family
-    test: TestKind
+    test: CheckKind
     statistic: float  # the test's own statistic (PSI, D, chi-square, ...)
     effect: float  # what the floor is compared with (often the statistic itself)
     floor: float
@@ -160,7 +160,7 @@ def psi_check(
     scale = 1.0 / n + 1.0 / m
     p = float(sps.chi2.sf(value / scale, bins - 1))
     return Check(
-        metric, family, TestKind.PSI, value, value, th.psi_floor, p, n, m,
+        metric, family, CheckKind.PSI, value, value, th.psi_floor, p, n, m,
         detail={"bins": bins, "scale": scale},
     )  # fmt: skip
 
@@ -175,7 +175,7 @@ def ks_check(
     res = sps.ks_2samp(ref, cur, method="asymp")
     d = float(res.statistic)
     p = float(res.pvalue)
-    return Check(metric, family, TestKind.KS, d, d, th.ks_floor, p, n, m)
+    return Check(metric, family, CheckKind.KS, d, d, th.ks_floor, p, n, m)
 
 
 def quantile_check(
@@ -198,7 +198,7 @@ def quantile_check(
     p = float(sps.fisher_exact(table).pvalue)
     rel = abs(q_cur - q_ref) / abs(q_ref) if q_ref != 0 else (0.0 if q_cur == 0 else np.inf)
     return Check(
-        metric, family, TestKind.QUANTILE, q_cur, float(rel), th.latency_rel_floor, p, n, m,
+        metric, family, CheckKind.QUANTILE, q_cur, float(rel), th.latency_rel_floor, p, n, m,
         detail={"reference_quantile": q_ref, "current_quantile": q_cur, "q": q},
     )  # fmt: skip
 
@@ -253,13 +253,13 @@ def chi2_check(
     if table.shape[1] < 2:
         # One category in both windows: nothing can have moved.
         return Check(
-            metric, family, TestKind.CHI2, 0.0, tvd, th.mix_floor, 1.0, n, m, detail=detail
+            metric, family, CheckKind.CHI2, 0.0, tvd, th.mix_floor, 1.0, n, m, detail=detail
         )
     res = sps.chi2_contingency(table, correction=False)
     stat = float(res.statistic)
     p = float(res.pvalue)
     detail["dof"] = int(res.dof)
-    return Check(metric, family, TestKind.CHI2, stat, tvd, th.mix_floor, p, n, m, detail=detail)
+    return Check(metric, family, CheckKind.CHI2, stat, tvd, th.mix_floor, p, n, m, detail=detail)
 
 
 def proportion_check(
@@ -276,7 +276,7 @@ def proportion_check(
     p = float(sps.fisher_exact([[k1, n - k1], [k2, m - k2]]).pvalue)
     r1, r2 = k1 / n, k2 / m
     return Check(
-        metric, family, TestKind.PROPORTION, r2, abs(r2 - r1), th.rate_floor, p, n, m,
+        metric, family, CheckKind.PROPORTION, r2, abs(r2 - r1), th.rate_floor, p, n, m,
         detail={"reference_rate": round(r1, 6), "current_rate": round(r2, 6)},
     )  # fmt: skip
 
@@ -315,7 +315,7 @@ def performance_checks(reference: FloatArray, current: FloatArray, th: Threshold
     dd_ref, dd_cur = max_drawdown(ref), max_drawdown(cur)
     return [
         Check(
-            "perf_return", Family.PERFORMANCE, TestKind.WELCH, s_cur, s_ref - s_cur,
+            "perf_return", Family.PERFORMANCE, CheckKind.WELCH, s_cur, s_ref - s_cur,
             th.sharpe_floor, p, n, m,
             detail={
                 "sharpe_reference": round(s_ref, 6), "sharpe_current": round(s_cur, 6),
@@ -324,7 +324,7 @@ def performance_checks(reference: FloatArray, current: FloatArray, th: Threshold
             },
         ),
         Check(
-            "perf_drawdown", Family.PERFORMANCE, TestKind.INFO, dd_cur, dd_cur - dd_ref,
+            "perf_drawdown", Family.PERFORMANCE, CheckKind.INFO, dd_cur, dd_cur - dd_ref,
             0.0, None, n, m, detail={"drawdown_reference": dd_ref, "drawdown_current": dd_cur},
         ),
     ]  # fmt: skip
@@ -335,9 +335,9 @@ def performance_checks(reference: FloatArray, current: FloatArray, th: Threshold
 
 def _critical(check: Check, level: float) -> float | None:
     """The statistic a check needs at ``level``, where a closed form exists."""
-    if check.test is TestKind.PSI:
+    if check.test is CheckKind.PSI:
         return float(check.detail["scale"] * sps.chi2.isf(level, check.detail["bins"] - 1))
-    if check.test is TestKind.KS:
+    if check.test is CheckKind.KS:
         # Asymptotic two-sample KS critical distance.
         c = float(np.sqrt(-np.log(level / 2.0) / 2.0))
         return c * float(np.sqrt((check.n + check.m) / (check.n * check.m)))
