@@ -90,8 +90,11 @@ class Check:
     metric: str
     family: Family
     test: CheckKind
-    statistic: float  # the test's own statistic (PSI, D, chi-square, ...)
-    effect: float  # what the floor is compared with (often the statistic itself)
+    # The recorded statistic, in the floor's unit: PSI, KS distance D, total-variation distance
+    # of a mix, absolute change of a rate, relative change of a quantile, Sharpe drop. The test's
+    # own statistic (chi-square, ...) goes to ``detail`` where it differs.
+    statistic: float
+    effect: float  # what the floor is compared with (the statistic; drawdown: its change)
     floor: float
     p_value: float | None
     n: int  # reference size
@@ -198,7 +201,7 @@ def quantile_check(
     p = float(sps.fisher_exact(table).pvalue)
     rel = abs(q_cur - q_ref) / abs(q_ref) if q_ref != 0 else (0.0 if q_cur == 0 else np.inf)
     return Check(
-        metric, family, CheckKind.QUANTILE, q_cur, float(rel), th.latency_rel_floor, p, n, m,
+        metric, family, CheckKind.QUANTILE, float(rel), float(rel), th.latency_rel_floor, p, n, m,
         detail={"reference_quantile": q_ref, "current_quantile": q_cur, "q": q},
     )  # fmt: skip
 
@@ -259,7 +262,8 @@ def chi2_check(
     stat = float(res.statistic)
     p = float(res.pvalue)
     detail["dof"] = int(res.dof)
-    return Check(metric, family, CheckKind.CHI2, stat, tvd, th.mix_floor, p, n, m, detail=detail)
+    detail["chi2"] = stat
+    return Check(metric, family, CheckKind.CHI2, tvd, tvd, th.mix_floor, p, n, m, detail=detail)
 
 
 def proportion_check(
@@ -276,7 +280,7 @@ def proportion_check(
     p = float(sps.fisher_exact([[k1, n - k1], [k2, m - k2]]).pvalue)
     r1, r2 = k1 / n, k2 / m
     return Check(
-        metric, family, CheckKind.PROPORTION, r2, abs(r2 - r1), th.rate_floor, p, n, m,
+        metric, family, CheckKind.PROPORTION, abs(r2 - r1), abs(r2 - r1), th.rate_floor, p, n, m,
         detail={"reference_rate": round(r1, 6), "current_rate": round(r2, 6)},
     )  # fmt: skip
 
@@ -315,7 +319,7 @@ def performance_checks(reference: FloatArray, current: FloatArray, th: Threshold
     dd_ref, dd_cur = max_drawdown(ref), max_drawdown(cur)
     return [
         Check(
-            "perf_return", Family.PERFORMANCE, CheckKind.WELCH, s_cur, s_ref - s_cur,
+            "perf_return", Family.PERFORMANCE, CheckKind.WELCH, s_ref - s_cur, s_ref - s_cur,
             th.sharpe_floor, p, n, m,
             detail={
                 "sharpe_reference": round(s_ref, 6), "sharpe_current": round(s_cur, 6),
