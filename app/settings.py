@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     learn_drift_window_reviews: int = Field(default=1000, ge=30, le=1_000_000)
     learn_drift_reference_reviews: int = Field(default=500, ge=30, le=100_000)
     learn_drift_psi_thresh: float = Field(default=0.2, gt=0)  # PSI effect-size floor
-    learn_drift_alpha: float = Field(default=0.01, gt=0, lt=0.5)  # per-run false-alarm bound
+    learn_drift_alpha: float = Field(default=0.005, gt=0, lt=0.5)  # per-run false-alarm bound
     learn_drift_auto_rollback: bool = False
     learn_drift_rollback_severity: str = Field(default="critical", pattern="^(warning|critical)$")
 

@@ -109,28 +109,74 @@ def _get(obj: Any, *path: str) -> Any:
     return out
 
 
-def request_features(request: Mapping[str, Any]) -> dict[str, float | None]:
-    """The numeric features of one review request (as stored: strings or numbers)."""
-    qty = _num(_get(request, "decision", "qty"))
+# Where each raw field sits in the stored request. The monitor reads exactly these paths from
+# the database (JSON path expressions, as text: no cast can fail there, and the request document
+# itself never leaves the database); ``request_features`` reads the same paths from a dict.
+FIELD_PATHS: dict[str, tuple[str | int, ...]] = {
+    "qty": ("decision", "qty"),
+    "market_price": ("market", "price"),
+    "limit_price": ("decision", "limit_price"),
+    "price_snapshot": ("decision", "params", "price_snapshot"),
+    "equity": ("portfolio", "equity"),
+    "spread": ("market", "spread"),
+    "volatility": ("decision", "params", "volatility"),
+    "regime_entropy": ("decision", "regime_hmm", "entropy"),
+    "context_quality": ("market_context", "qualityScore"),
+    "context_freshness_s": ("market_context", "freshnessSeconds"),
+    # Order size vs recent orders: the median of (up to) the first three recent decisions.
+    "recent_qty_0": ("recent_decisions", 0, "qty"),
+    "recent_qty_1": ("recent_decisions", 1, "qty"),
+    "recent_qty_2": ("recent_decisions", 2, "qty"),
+    "order_type": ("decision", "order_type"),
+}
+
+
+def _at(obj: Any, path: tuple[str | int, ...]) -> Any:
+    out: Any = obj
+    for key in path:
+        if isinstance(key, int):
+            if not isinstance(out, list) or key >= len(cast(list[Any], out)):
+                return None
+            out = cast(list[Any], out)[key]
+        else:
+            out = _get(out, key)
+    return out
+
+
+def request_fields(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw fields of ``FIELD_PATHS`` read from a request dict."""
+    return {name: _at(request, path) for name, path in FIELD_PATHS.items()}
+
+
+def features_from_fields(fields: Mapping[str, Any]) -> dict[str, float | None]:
+    """The numeric features from the raw fields (strings or numbers; anything else is missing)."""
+    qty = _num(fields.get("qty"))
     price = (
-        _num(_get(request, "market", "price"))
-        or _num(_get(request, "decision", "limit_price"))
-        or _num(_get(request, "decision", "params", "price_snapshot"))
+        _num(fields.get("market_price"))
+        or _num(fields.get("limit_price"))
+        or _num(fields.get("price_snapshot"))
     )
-    equity = _num(_get(request, "portfolio", "equity"))
-    spread = _num(_get(request, "market", "spread"))
-    recent: Any = request.get("recent_decisions")
-    items: list[Any] = cast(list[Any], recent) if isinstance(recent, list) else []
-    recent_qty = [q for q in (_num(_get(r, "qty")) for r in items) if q is not None and q > 0]
+    equity = _num(fields.get("equity"))
+    spread = _num(fields.get("spread"))
+    recent = [
+        q
+        for q in (_num(fields.get(f"recent_qty_{i}")) for i in range(3))
+        if q is not None and q > 0
+    ]
     return {
         "notional_to_equity": qty * price / equity if qty and price and equity else None,
         "spread_bps": spread / price * 1e4 if spread is not None and price else None,
-        "volatility": _num(_get(request, "decision", "params", "volatility")),
-        "regime_entropy": _num(_get(request, "decision", "regime_hmm", "entropy")),
-        "context_quality": _num(_get(request, "market_context", "qualityScore")),
-        "context_freshness_s": _num(_get(request, "market_context", "freshnessSeconds")),
-        "qty_vs_recent": qty / float(np.median(recent_qty)) if qty and recent_qty else None,
+        "volatility": _num(fields.get("volatility")),
+        "regime_entropy": _num(fields.get("regime_entropy")),
+        "context_quality": _num(fields.get("context_quality")),
+        "context_freshness_s": _num(fields.get("context_freshness_s")),
+        "qty_vs_recent": qty / float(np.median(recent)) if qty and recent else None,
     }
+
+
+def request_features(request: Mapping[str, Any]) -> dict[str, float | None]:
+    """The numeric features of one review request (as stored: strings or numbers)."""
+    return features_from_fields(request_fields(request))
 
 
 @dataclass
@@ -156,7 +202,9 @@ class Window:
     def add_review(
         self,
         *,
-        request: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        symbol: str,
+        action: str,
         verdict: str,
         decision: str,
         confidence: float | None,
@@ -165,10 +213,7 @@ class Window:
         llm_latency_ms: float | None,
     ) -> None:
         self.n += 1
-        for name, value in request_features(request).items():
-            if value is not None:
-                self.numeric[name].append(value)
-        self.add_request_categories(request)
+        self._add_fields(fields, symbol=symbol, action=action)
         self.verdicts[verdict] += 1
         self.decisions[decision] += 1
         # The set of failed gates is the category: "none" when every gate passed.
@@ -179,18 +224,24 @@ class Window:
         if llm_latency_ms is not None and math.isfinite(llm_latency_ms):
             self.latency_ms.append(llm_latency_ms)
 
-    def add_request_categories(self, request: Mapping[str, Any]) -> None:
-        for name in CATEGORICAL_FEATURES:
-            value = _get(request, "decision", name)
-            if isinstance(value, str):
+    def _add_fields(self, fields: Mapping[str, Any], *, symbol: Any, action: Any) -> None:
+        for name, value in features_from_fields(fields).items():
+            if value is not None:
+                self.numeric[name].append(value)
+        for name, value in (
+            ("symbol", symbol), ("action", action), ("order_type", fields.get("order_type"))
+        ):  # fmt: skip
+            if isinstance(value, str) and value:
                 self.categorical[name][value] += 1
 
     def add_request_only(self, request: Mapping[str, Any]) -> None:
         """A request without a served answer (an eval-split example): features only."""
-        for name, value in request_features(request).items():
-            if value is not None:
-                self.numeric[name].append(value)
-        self.add_request_categories(request)
+        decision = request.get("decision")
+        self._add_fields(
+            request_fields(request),
+            symbol=_get(decision, "symbol"),
+            action=_get(decision, "action"),
+        )
 
     # ------------------------------------------------------------------ persistence
 

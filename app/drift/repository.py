@@ -19,13 +19,17 @@ from app.db.models import (
     ReviewOutcomeRow,
     ReviewRow,
 )
-from app.drift.features import Window
+from app.drift.features import FIELD_PATHS, Window
 
 CHUNK = 2000
 
+# The request's fields are read in SQL (JSON paths, as text): the request document, often
+# kilobytes of positions, never leaves the database.
+_FIELD_NAMES = tuple(FIELD_PATHS)
 _WINDOW_COLUMNS = (
     ReviewRow.id,
-    ReviewRow.request_json,
+    ReviewRow.symbol,
+    ReviewRow.action,
     ReviewRow.verdict,
     ReviewRow.decision,
     ReviewRow.review_json["confidence"].as_float(),
@@ -33,6 +37,7 @@ _WINDOW_COLUMNS = (
     ReviewRow.fallback_reason,
     ReviewRow.llm_latency_ms,
     ReviewRow.created_at,
+    *(ReviewRow.request_json[path].as_string() for path in FIELD_PATHS.values()),
 )
 
 
@@ -113,9 +118,14 @@ async def stream_window(
         rows = result.all()
         if not rows:
             break
-        for rid, request, verdict, decision, conf, failed, fallback, llm_ms, created in rows:
+        for row in rows:
+            rid, symbol, action, verdict, decision, conf, failed, fallback, llm_ms, created = row[
+                :10
+            ]
             window.add_review(
-                request=request,
+                fields=dict(zip(_FIELD_NAMES, row[10:], strict=True)),
+                symbol=symbol,
+                action=action,
                 verdict=verdict,
                 decision=decision,
                 confidence=conf,

@@ -70,7 +70,7 @@ FAMILY_SEVERITY: dict[Family, Severity] = {
 class Thresholds:
     """Effect-size floors and the family-wise level (see the module docstring)."""
 
-    alpha: float = 0.01  # per-run false-alarm bound, after the correction
+    alpha: float = 0.005  # per-run false-alarm bound, after the correction
     psi_floor: float = 0.2  # LEARN_DRIFT_PSI_THRESH
     ks_floor: float = 0.1  # KS distance
     mix_floor: float = 0.05  # total-variation distance between two category mixes
