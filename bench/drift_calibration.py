@@ -18,7 +18,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"thresholds": th.__dict__ if hasattr(th, "__dict__") else repr(th),
-             "calibration": cal, "power": pw}, indent=2, default=str,
+            {"thresholds": asdict(th), "calibration": cal, "power": pw}, indent=2, default=str,
         )
     )  # fmt: skip
     print(f"\nwrote {args.out}")

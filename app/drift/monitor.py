@@ -362,8 +362,12 @@ def drift_loop(
 # ------------------------------------------------------------------------------ promotion guard
 
 
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
 def _aware(ts: datetime | None) -> datetime | None:
-    return None if ts is None else ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return None if ts is None else _utc(ts)
 
 
 async def promotion_block(session: AsyncSession, program: str, digest: str) -> list[str]:
@@ -373,7 +377,8 @@ async def promotion_block(session: AsyncSession, program: str, digest: str) -> l
     breaches = await repository.unacknowledged_breaches(session, program)
     if not breaches:
         return []
-    since = until = None
+    since: datetime | None = None
+    until: datetime | None = None
     row = await registry.get_by_hash(session, digest)
     dataset_hash = (row.lineage or {}).get("dataset_hash") if row is not None else None
     if isinstance(dataset_hash, str):
@@ -389,9 +394,14 @@ async def promotion_block(session: AsyncSession, program: str, digest: str) -> l
     reasons: list[str] = []
     for b in breaches:
         start, end = _aware(b.window_start), _aware(b.window_end)
-        known = since is not None and until is not None and start is not None and end is not None
-        if known and (end < since or start >= until):  # type: ignore[operator]
-            continue
+        if (
+            since is not None
+            and until is not None
+            and start is not None
+            and end is not None
+            and (end < _utc(since) or start >= _utc(until))
+        ):
+            continue  # the candidate's data ends before, or starts after, the drifted window
         reasons.append(
             f"drift breach {b.metric} (run {b.run_id[:8]}, statistic {b.statistic:.4g} > "
             f"{b.threshold:.4g}) not acknowledged"

@@ -239,3 +239,55 @@ async def test_drift_admin_when_no_token_then_401(app_factory: Any) -> None:
     async with app_factory(**DRIFT) as (client, _):
         r = await client.post("/admin/drift/run", json={})
         assert r.status_code == 401
+
+
+async def test_drift_breach_when_candidate_data_predates_the_window_then_not_blocked(
+    app_factory: Any,
+) -> None:
+    from app.drift.monitor import promotion_block
+    from app.lanes import repository as lane_outputs
+
+    async with app_factory(**DRIFT) as (client, app):
+        for i in range(N):
+            await post(client, normal(i))
+        await run_drift(client)
+        for i in range(N):
+            await post(client, shifted(i))
+        assert (await run_drift(client))["outcome"] == "breach"
+
+        factory = app.state.pipeline.factory
+        now = datetime.now(UTC)
+        windows = {
+            "e" * 64: (now - timedelta(days=10), now - timedelta(days=9)),  # before the drift
+            "f" * 64: (now - timedelta(days=1), now + timedelta(hours=1)),  # covers it
+        }
+        digests: dict[str, str] = {}
+        async with unit_of_work(factory) as s:
+            for k, (dataset_hash, (start, end)) in enumerate(windows.items()):
+                await lane_outputs.add(
+                    s,
+                    lane="dataset",
+                    output_hash=dataset_hash,
+                    artifact_hash=None,
+                    config={"since": start.isoformat(), "until": end.isoformat()},
+                    payload={},
+                    actor="test",
+                    now=now,
+                )
+                manifest, state = heuristic_bootstrap("trade-review", "v1")
+                state["heuristic"]["params"]["flag_points"] = 0.16 + k / 100
+                digest = artifact_hash(manifest, state)
+                await service.register(
+                    s,
+                    manifest,
+                    state,
+                    actor="test",
+                    lineage={"dataset_hash": dataset_hash},
+                    now=now,
+                )
+                digests[dataset_hash] = digest
+        async with read_only(factory) as s:
+            before = await promotion_block(s, "trade-review", digests["e" * 64])
+            covering = await promotion_block(s, "trade-review", digests["f" * 64])
+        assert before == []
+        assert covering and all("not acknowledged" in r for r in covering)
