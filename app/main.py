@@ -24,7 +24,7 @@ from app.gates.limits import load_policy
 from app.observability import metrics
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
-from app.registry.cache import LiveState
+from app.registry.cache import LiveState, PinRefused
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
@@ -90,6 +90,11 @@ def create_app(
             await live.refresh()
         except Exception as exc:  # the poller keeps trying; /readyz says not ready meanwhile
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
+        if (problem := live.pin_problem) is not None:
+            event("service.start_refused", logging.ERROR, error=problem)
+            await http.aclose()
+            await engine.dispose()
+            raise PinRefused(problem)
         writer = ReviewWriter(engine)
         writer.start()
         reader = PrecheckReader(engine)

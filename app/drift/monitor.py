@@ -40,6 +40,7 @@ from app.observability import metrics
 from app.observability.logging import event
 from app.registry import repository as registry
 from app.registry import service as registry_service
+from app.registry.artifact import ArtifactRefused
 from app.registry.states import ArtifactState
 from app.settings import Settings
 
@@ -329,7 +330,12 @@ async def _rollback(
             restored, replaced = await registry_service.rollback(
                 session, run.program, actor=actor, reason=reason, now=clock()
             )
-    except (LookupError, registry_service.TransitionConflict, IntegrityError) as exc:
+    except (
+        LookupError,
+        registry_service.TransitionConflict,
+        ArtifactRefused,
+        IntegrityError,
+    ) as exc:
         metrics.LEARN_DRIFT_ROLLBACKS.labels("failed").inc()
         event("drift.rollback_failed", logging.ERROR, artifact=run.artifact_hash, error=str(exc))
         return

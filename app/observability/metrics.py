@@ -35,7 +35,8 @@ ACTIVE_ARTIFACT = Gauge(
 ARTIFACT_LOAD_FAILURES = Counter(
     "trade_review_artifact_load_failures_total",
     "Artifacts refused at load",
-    ["reason"],  # integrity | missing | invalid
+    ["reason"],  # registry.artifact.Refusal: content_altered | state_pruned |
+    # signature_mismatch | never_active | missing | invalid
 )
 TRADING_STATE = Gauge(
     "trade_review_trading_state", "Operator trading state (1 = current)", ["state"]

@@ -16,12 +16,12 @@ import pytest
 from app.db.session import read_only, unit_of_work
 from app.drift import repository as drift_repo
 from app.drift.monitor import drift_loop
-from app.registry import evidence, service
 from app.registry import repository as registry
+from app.registry import service
 from app.registry.artifact import heuristic_bootstrap
-from app.registry.evidence import EvidenceKind
 from app.registry.hashing import artifact_hash
 from app.registry.states import ArtifactState
+from tests.support.registry import add_artifact, make_active
 from tests.support.requests import base_request
 
 AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
@@ -64,19 +64,11 @@ async def run_drift(client: httpx.AsyncClient) -> dict[str, Any]:
 
 async def make_active_variant(app: Any) -> tuple[str, str]:
     """A second heuristic artifact made ACTIVE (the bootstrap one becomes last known good)."""
-    factory = app.state.pipeline.factory
-    manifest, state = heuristic_bootstrap("trade-review", "v1")
-    state["heuristic"]["params"]["flag_points"] = 0.151
-    digest = artifact_hash(manifest, state)
-    now = datetime.now(UTC)
-    async with unit_of_work(factory) as s:
+    async with read_only(app.state.pipeline.factory) as s:
         previous = await registry.hash_in_state(s, "trade-review", ArtifactState.ACTIVE)
-        await service.register(s, manifest, state, actor="test", lineage={}, now=now)
-        for target in (ArtifactState.SHADOW, ArtifactState.ACTIVE):
-            await service.transition(
-                s, digest, target, actor="test", reason="test", evidence_hash=None, now=now
-            )
     assert previous is not None
+    digest = await add_artifact(app, 1)
+    await make_active(app, digest)
     return digest, previous
 
 
@@ -175,19 +167,7 @@ async def test_drift_breach_when_candidate_promoted_then_409_until_acknowledged(
         run = await run_drift(client)
         assert run["outcome"] == "breach" and run["rolled_back_to"] is None  # auto-rollback off
 
-        manifest, state = heuristic_bootstrap("trade-review", "v1")
-        state["heuristic"]["params"]["flag_points"] = 0.152
-        digest = artifact_hash(manifest, state)
-        now = datetime.now(UTC)
-        card = {
-            "artifact_hash": digest, "dataset_hash": "d" * 64, "n": 40,
-            "schema_valid_rate": 1.0, "timeout_rate": 0.0, "fallback_rate": 0.0,
-            "verdict_accuracy": 0.8, "decision_agreement": 0.9, "gate_compatibility": True,
-            "gate_bypass_count": 0, "hash_reproducible": True, "determinism_ok": True,
-        }  # fmt: skip
-        async with unit_of_work(app.state.pipeline.factory) as s:
-            await service.register(s, manifest, state, actor="test", lineage={}, now=now)
-            await evidence.add(s, digest, EvidenceKind.SCORECARD, card, actor="test", now=now)
+        digest = await add_artifact(app, 2)  # with a passing scorecard
 
         denied = await client.post(
             f"/admin/artifacts/{digest}/transition", json={"to": "shadow"}, headers=AUTH

@@ -28,12 +28,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.session import unit_of_work
 from app.gates.checks import GateCode
 from app.main import create_app
+from app.registry import evidence
 from app.registry.artifact import live_manifest
-from app.registry.service import register, transition
+from app.registry.evidence import EvidenceKind
+from app.registry.service import register
 from app.registry.states import ArtifactState
 from app.review.program import new_program, program_state
 from jangar_stub import DEFAULT_ANSWER, Behaviour, JangarStub, chat_adapter_content
 from tests.conftest import Clock, make_settings, truncate
+from tests.support.registry import promote_in, scorecard
 from tests.support.requests import base_request
 
 MODEL = "gpt-5.3-codex-spark"
@@ -99,16 +102,11 @@ async def activate_live(app: Any, *, instructions: str | None = None) -> str:
         digest = await register(
             session, manifest, live_state(instructions), actor="test", lineage={}, now=now
         )
+        await evidence.add(
+            session, digest, EvidenceKind.SCORECARD, scorecard(digest), actor="test", now=now
+        )
         for target in (ArtifactState.SHADOW, ArtifactState.ACTIVE):
-            await transition(
-                session,
-                digest,
-                target,
-                actor="test",
-                reason="test activation",
-                evidence_hash=None,
-                now=now,
-            )
+            await promote_in(session, digest, target)  # with evidence, as operators must
     return digest
 
 
