@@ -51,7 +51,7 @@ _SEVERITY_RANK = {Severity.WARNING: 1, Severity.CRITICAL: 2}
 class RunOutcome(StrEnum):
     OK = "ok"
     BREACH = "breach"
-    NO_ARTIFACT = "no_reference"
+    NO_ARTIFACT = "no_artifact"
     REFERENCE_PENDING = "reference_pending"
     ERROR = "error"
 

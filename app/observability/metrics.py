@@ -117,7 +117,7 @@ LEARN_DRIFT_BREACH = Gauge(
 )
 LEARN_DRIFT_RUNS = Counter(
     "learn_drift_runs",
-    "Drift runs by outcome (ok, breach, no_reference, reference_pending, error)",
+    "Drift runs by outcome (ok, breach, no_artifact, reference_pending, error)",
     ["outcome"],
 )
 LEARN_DRIFT_ROLLBACKS = Counter(

@@ -21,6 +21,7 @@ from app.registry import service
 from app.registry.artifact import heuristic_bootstrap
 from app.registry.hashing import artifact_hash
 from app.registry.states import ArtifactState
+from tests.support.cli import invoke
 from tests.support.registry import add_artifact, make_active
 from tests.support.requests import base_request
 
@@ -271,3 +272,30 @@ async def test_drift_breach_when_candidate_data_predates_the_window_then_not_blo
             covering = await promotion_block(s, "trade-review", digests["f" * 64])
         assert before == []
         assert covering and all("not acknowledged" in r for r in covering)
+
+
+async def test_lanes_drift_cli_when_breached_then_table_exit_6_and_ack_clears(
+    app_factory: Any, database_url: str
+) -> None:
+    env = {
+        "DATABASE_URL": database_url,
+        "LEARN_DRIFT_REFERENCE_REVIEWS": str(N),
+        "LEARN_DRIFT_WINDOW_REVIEWS": str(N),
+        "COLUMNS": "200",
+    }
+    async with app_factory(**DRIFT) as (client, app):
+        for i in range(N):
+            await post(client, normal(i))
+        first = invoke("lanes", "drift", env=env)
+        assert first.exit_code == 0, first.output  # reference frozen, nothing to compare yet
+        for i in range(N):
+            await post(client, shifted(i))
+        run = invoke("lanes", "drift", env=env)
+        assert run.exit_code == 6, run.output
+        assert "notional_to_equity_ks" in run.output and "warning" in run.output
+        as_json = invoke("lanes", "drift", "--json", env=env)
+        assert json.loads(as_json.stdout)["outcome"] == "breach"
+        ack = invoke("lanes", "drift-ack", "--reason", "reviewed", env=env)
+        assert ack.exit_code == 0, ack.output
+        async with read_only(app.state.pipeline.factory) as s:
+            assert await drift_repo.unacknowledged_breaches(s, "trade-review") == []
