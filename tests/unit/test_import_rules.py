@@ -51,6 +51,7 @@ def pure_modules() -> list[Path]:
         "review/heuristic.py",
         "rollout/splitter.py",
         "drift/stats.py",
+        "drift/features.py",
     ):
         if (APP / name).exists():
             paths.append(APP / name)
