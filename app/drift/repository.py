@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+import orjson
+from sqlalchemy import func, literal, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import (
@@ -26,7 +27,7 @@ CHUNK = 2000
 # The request's fields are read in SQL (JSON paths, as text): the request document, often
 # kilobytes of positions, never leaves the database.
 _FIELD_NAMES = tuple(FIELD_PATHS)
-_WINDOW_COLUMNS = (
+_BASE_COLUMNS = (
     ReviewRow.id,
     ReviewRow.symbol,
     ReviewRow.action,
@@ -37,8 +38,28 @@ _WINDOW_COLUMNS = (
     ReviewRow.fallback_reason,
     ReviewRow.llm_latency_ms,
     ReviewRow.created_at,
-    *(ReviewRow.request_json[path].as_string() for path in FIELD_PATHS.values()),
 )
+_PER_PATH = (*(ReviewRow.request_json[path].as_string() for path in FIELD_PATHS.values()),)
+
+
+def _sqlite_path(path: tuple[str | int, ...]) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+# SQLite: one json_extract with every path parses each document once (one call per path would
+# parse it fourteen times) and answers a small JSON array.
+_SQLITE_FIELDS = func.json_extract(
+    literal_column("llm_decision_reviews.request_json"),
+    *(literal(_sqlite_path(p)) for p in FIELD_PATHS.values()),
+)
+
+
+def _fields(row: Any, sqlite: bool) -> dict[str, Any]:
+    if sqlite:
+        raw = row[10]
+        values: list[Any] = orjson.loads(raw) if raw is not None else [None] * len(_FIELD_NAMES)
+        return dict(zip(_FIELD_NAMES, values, strict=True))
+    return dict(zip(_FIELD_NAMES, row[10:], strict=True))
 
 
 @dataclass
@@ -105,25 +126,26 @@ async def stream_window(
     """Feed reviews ``id >= from_id`` of the artifact (oldest first, at most ``limit``) into
     ``window``, ``CHUNK`` rows at a time (keyset pagination: no server-side cursor needed)."""
     span = Span()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    columns = (*_BASE_COLUMNS, _SQLITE_FIELDS) if sqlite else (*_BASE_COLUMNS, *_PER_PATH)
     cursor = from_id - 1
     taken = 0
     while limit is None or taken < limit:
         size = CHUNK if limit is None else min(CHUNK, limit - taken)
         result = await session.execute(
-            select(*_WINDOW_COLUMNS)
+            select(*columns)
             .where(ReviewRow.artifact_hash == artifact_hash, ReviewRow.id > cursor)
             .order_by(ReviewRow.id)
             .limit(size)
         )
-        rows = result.all()
+        rows: list[Any] = list(result.all())
         if not rows:
             break
         for row in rows:
-            rid, symbol, action, verdict, decision, conf, failed, fallback, llm_ms, created = row[
-                :10
-            ]
+            head: tuple[Any, ...] = tuple(row[:10])
+            rid, symbol, action, verdict, decision, conf, failed, fallback, llm_ms, created = head
             window.add_review(
-                fields=dict(zip(_FIELD_NAMES, row[10:], strict=True)),
+                fields=_fields(row, sqlite),
                 symbol=symbol,
                 action=action,
                 verdict=verdict,
