@@ -51,6 +51,7 @@ def serve(
     settings = _settings()
     import uvicorn
 
+    from app.api.arrival import stamping_httptools_protocol
     from app.main import create_app
     from app.registry.cache import pin_problem_at_start
 
@@ -64,7 +65,8 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, stamping each request's arrival for the answer's deadline.
+        http=stamping_httptools_protocol(),
         access_log=False,
         timeout_graceful_shutdown=10,
     )

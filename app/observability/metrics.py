@@ -123,3 +123,10 @@ LEARN_DRIFT_RUNS = Counter(
 LEARN_DRIFT_ROLLBACKS = Counter(
     "learn_drift_rollbacks", "Automatic rollbacks after a drift breach", ["outcome"]
 )
+
+# --- answer deadline (issue 12) -----------------------------------------------------------
+DEADLINE_MISSES = Counter(
+    "trade_review_deadline_misses_total",
+    "Answers ready after arrival + LLM_DSPY_TIMEOUT_SECONDS (the audit commit is never cut)",
+    ["executor"],
+)

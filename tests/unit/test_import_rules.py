@@ -49,6 +49,7 @@ def pure_modules() -> list[Path]:
         "registry/artifact.py",
         "controls/changes.py",
         "review/heuristic.py",
+        "review/budget.py",
         "rollout/splitter.py",
         "drift/stats.py",
         "drift/features.py",
