@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import admin, health, lanes, metrics_route, outcomes, review
+from app.api import admin, drift, health, lanes, metrics_route, outcomes, review
 from app.api.arrival import ArrivalStamp
 from app.api.guard import IntakeGuard
 from app.api.probes import ProbeProcess, ProbeState
@@ -135,13 +135,19 @@ def create_app(
             ticker = asyncio.create_task(probes.tick())
             event("probes.serving", port=probes.port)
         app.state.probe_server = probes
+        # --- drift: the scheduled monitor, one replica at a time (app/drift)
+        drift_task: asyncio.Task[None] | None = None
+        if settings.learn_drift_enabled:
+            from app.drift.monitor import drift_loop
+
+            drift_task = asyncio.create_task(drift_loop(factory, settings, clock).run())
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
         try:
             yield
         finally:
             if probes is not None:
                 await asyncio.to_thread(probes.stop)  # joins its thread; not on the loop
-            for task in (poller, ticker):
+            for task in (poller, ticker, drift_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -168,6 +174,7 @@ def create_app(
     app.include_router(metrics_route.router)
     app.include_router(outcomes.router)
     app.include_router(admin.router)
+    app.include_router(drift.router)
     app.include_router(lanes.router)
 
     @app.exception_handler(ServiceError)

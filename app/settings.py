@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     learn_gate_delta_sharpe: float | None = None  # overrides config/promotion.yaml
     learn_gate_maxdd_tol: float | None = Field(default=None, ge=0)
 
+    # --- drift monitoring (app/drift) ----------------------------------------------------
+    learn_drift_enabled: bool = True  # the in-service schedule; on-demand runs always work
+    learn_drift_period_seconds: float = Field(default=300.0, ge=1.0, le=86_400)
+    learn_drift_window_reviews: int = Field(default=1000, ge=30, le=1_000_000)
+    learn_drift_reference_reviews: int = Field(default=500, ge=30, le=100_000)
+    learn_drift_psi_thresh: float = Field(default=0.2, gt=0)  # PSI effect-size floor
+    learn_drift_alpha: float = Field(default=0.005, gt=0, lt=0.5)  # per-run false-alarm bound
+    learn_drift_auto_rollback: bool = False
+    learn_drift_rollback_severity: str = Field(default="critical", pattern="^(warning|critical)$")
+
     # --- service ---------------------------------------------------------------------------
     admin_token: SecretStr | None = None
     live_trading_enabled: bool = False

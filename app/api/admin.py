@@ -20,6 +20,7 @@ from app.controls import repository as controls_repo
 from app.controls import service as controls_service
 from app.controls.changes import ReasonRequired
 from app.db.session import read_only, unit_of_work
+from app.drift.monitor import drift_block
 from app.errors import (
     Conflict,
     ErrorCode,
@@ -167,7 +168,11 @@ async def transition_artifact(
                 )
                 result = service.PromotionResult(True, None, [], before)
             else:
-                result = await service.promote(
+                # --- drift: a breach blocks promotions built on the drifted window
+                blocked = await drift_block(
+                    session, pipeline.program_name, artifact_hash, body.to, now
+                )
+                result = blocked or await service.promote(
                     session,
                     artifact_hash,
                     body.to,

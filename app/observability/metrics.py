@@ -96,6 +96,34 @@ LANE_DURATION = Histogram(
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
 )
 
+# --- drift (app/drift) ------------------------------------------------------------------------
+# Labels: model_type = executor kind (dspy_live | heuristic), metric = app.drift.features.Metric
+# (a closed set), outcome from app.drift.monitor.RunOutcome.
+LEARN_DRIFT_ALERT = Counter(
+    "learn_drift_alert",
+    "Drift breaches (exposed as learn_drift_alert_total)",
+    ["model_type", "metric"],
+)
+LEARN_DRIFT_STATISTIC = Gauge(
+    "learn_drift_statistic", "Latest drift statistic per metric", ["model_type", "metric"]
+)
+LEARN_DRIFT_THRESHOLD = Gauge(
+    "learn_drift_threshold",
+    "Latest breach threshold per metric (max of the effect floor and the significance bound)",
+    ["model_type", "metric"],
+)
+LEARN_DRIFT_BREACH = Gauge(
+    "learn_drift_breach", "1 when the metric breached in the latest run", ["model_type", "metric"]
+)
+LEARN_DRIFT_RUNS = Counter(
+    "learn_drift_runs",
+    "Drift runs by outcome (ok, breach, no_artifact, reference_pending, error)",
+    ["outcome"],
+)
+LEARN_DRIFT_ROLLBACKS = Counter(
+    "learn_drift_rollbacks", "Automatic rollbacks after a drift breach", ["outcome"]
+)
+
 # --- answer deadline (issue 12) -----------------------------------------------------------
 DEADLINE_MISSES = Counter(
     "trade_review_deadline_misses_total",

@@ -54,6 +54,7 @@ def pure_modules() -> list[Path]:
         "review/budget.py",
         "rollout/splitter.py",
         "drift/stats.py",
+        "drift/features.py",
     ):
         if (APP / name).exists():
             paths.append(APP / name)
