@@ -1,7 +1,7 @@
 """Drift monitoring: frozen references, per-metric run records, operator acknowledgements.
 
 Revision ID: 0006_drift
-Revises: 0004_registry
+Revises: 0004_intake
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_drift"
-down_revision: str | None = "0004_registry"
+down_revision: str | None = "0004_intake"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
