@@ -6,7 +6,8 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/app/.venv \
     PATH=/app/.venv/bin:$PATH \
-    PORT=8080
+    PORT=8080 \
+    HOST=0.0.0.0
 
 WORKDIR /app
 

@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/bootstrap.txt | sha256sum | cut -c1-12)
 PORT ?= 8080
+HOST ?= 127.0.0.1
 
 .PHONY: install compile run test lint fmt migrate stub run-live bench clean figures
 
@@ -27,7 +28,7 @@ compile: install
 
 run: install compile
 	$(PY) -m app.cli migrate
-	PORT=$(PORT) exec $(PY) -m app.cli serve
+	HOST=$(HOST) PORT=$(PORT) exec $(PY) -m app.cli serve
 
 test: install
 	bash scripts/test.sh
@@ -55,7 +56,7 @@ stub: install
 
 run-live: install compile
 	$(PY) -m app.cli migrate
-	JANGAR_BASE_URL=http://127.0.0.1:$(STUB_PORT) PORT=$(PORT) exec $(PY) -m app.cli serve
+	JANGAR_BASE_URL=http://127.0.0.1:$(STUB_PORT) HOST=$(HOST) PORT=$(PORT) exec $(PY) -m app.cli serve
 
 # Benchmarks (never part of `make test`): every scenario of bench/README.md, < 10 min with the
 # defaults; BENCH_RUNS / BENCH_DURATION / BENCH_SCENARIOS override. Writes bench/RESULTS.md.

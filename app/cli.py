@@ -44,31 +44,22 @@ def migrate() -> None:
 
 @cli.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="HOST")] = "0.0.0.0",  # noqa: S104
+    # Loopback unless told otherwise: the container sets HOST=0.0.0.0 (Dockerfile).
+    host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT")] = 8080,
 ) -> None:
-    """Run the HTTP service (one uvicorn worker, uvloop + httptools)."""
+    """Run the HTTP service (one uvicorn worker, uvloop + httptools, bounded connections)."""
     settings = _settings()
-    import uvicorn
-
     from app.main import create_app
     from app.registry.cache import pin_problem_at_start
+    from app.server import serve as run_server
 
     problem = asyncio.run(pin_problem_at_start(settings, lambda: datetime.now(UTC)))
     if problem is not None:
         print(f"configuration error: {problem}", file=sys.stderr)
         raise typer.Exit(2)
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=settings.log_access,
-        log_config=None,  # uvicorn's lines go through our JSON handler (app/observability)
-        timeout_graceful_shutdown=10,
-    )
+    run_server(create_app(settings), settings, host, port)
 
 
 def _cli_actor(actor: str | None) -> str:

@@ -4,7 +4,8 @@
      +-- BadRequest (400)              invalid_json, body_not_object
      +-- PayloadTooLarge (413)         payload_too_large
      +-- RequestInvalid (422)          validation_error (details: field paths)
-     +-- Unauthorized (401)            unauthorized
+     +-- Unauthorized (401)            unauthorized (with ``WWW-Authenticate: Bearer``)
+     +-- RequestTimeout (408)          request_timeout (body not received in time)
      +-- NotFound (404)                not_found
      +-- Conflict (409)                idempotency_conflict, invalid_transition,
                                        transition_conflict, outcome_conflict,
@@ -48,6 +49,7 @@ class ErrorCode(StrEnum):
     AUDIT_UNAVAILABLE = "audit_unavailable"
     ADMIN_DISABLED = "admin_disabled"
     NOT_READY = "not_ready"
+    REQUEST_TIMEOUT = "request_timeout"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -97,6 +99,11 @@ class RequestInvalid(ServiceError):
 class Unauthorized(ServiceError):
     status_code = 401
     code = ErrorCode.UNAUTHORIZED
+
+
+class RequestTimeout(ServiceError):
+    status_code = 408
+    code = ErrorCode.REQUEST_TIMEOUT
 
 
 class NotFound(ServiceError):

@@ -16,7 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import admin, health, lanes, metrics_route, outcomes, review
+from app.api import admin, drift, health, lanes, metrics_route, outcomes, review
+from app.api.arrival import ArrivalStamp
+from app.api.guard import IntakeGuard
+from app.api.probes import ProbeProcess, ProbeState
 from app.api.responses import OrjsonResponse
 from app.db.session import create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -25,6 +28,7 @@ from app.observability import metrics, tracing
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
 from app.registry.cache import LiveState, PinRefused
+from app.review.budget import AnswerBudget
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
@@ -86,7 +90,9 @@ def create_app(
             ),
         )
         tracing.instrument_clients(http, engine)
-        runtime = ReviewRuntime(_live_executor(settings, http))
+        runtime = ReviewRuntime(
+            _live_executor(settings, http), min_llm_s=settings.llm_min_budget_ms / 1000
+        )
         live = LiveState(
             factory,
             program_name=settings.llm_dspy_program_name,
@@ -119,16 +125,43 @@ def create_app(
             clock=clock,
             writer=writer,
             reader=reader,
+            budget=AnswerBudget(
+                settings.llm_dspy_timeout_seconds,
+                floor_s=settings.llm_tail_reserve_floor_ms / 1000,
+            ),
             build_sha=settings.build_sha,
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
+        probes: ProbeProcess | None = None
+        ticker: asyncio.Task[None] | None = None
+        if settings.probe_port is not None:
+            probes = ProbeProcess(
+                ProbeState(live, db_stale_s=max(3 * settings.controls_refresh_seconds, 3.0)),
+                settings.probe_host,
+                settings.probe_port,
+                stall_s=settings.probe_loop_stall_seconds,
+            )
+            probes.start()
+            ticker = asyncio.create_task(probes.tick())
+            event("probes.serving", port=probes.port)
+        app.state.probe_server = probes
+        # --- drift: the scheduled monitor, one replica at a time (app/drift)
+        drift_task: asyncio.Task[None] | None = None
+        if settings.learn_drift_enabled:
+            from app.drift.monitor import drift_loop
+
+            drift_task = asyncio.create_task(drift_loop(factory, settings, clock).run())
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            if probes is not None:
+                await asyncio.to_thread(probes.stop)  # joins its thread; not on the loop
+            for task in (poller, ticker, drift_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await reader.stop()
             await writer.stop()
             await http.aclose()
@@ -145,12 +178,17 @@ def create_app(
     )
     app.state.settings = settings
     _offline_docs(app)
+    # Credential, then body size and read deadline, before any route; inside the arrival
+    # stamp (added last = outermost), so reading the body counts against the deadline.
+    app.add_middleware(IntakeGuard, settings=settings)
+    app.add_middleware(ArrivalStamp)
     tracing.instrument_app(app)
     app.include_router(review.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     app.include_router(outcomes.router)
     app.include_router(admin.router)
+    app.include_router(drift.router)
     app.include_router(lanes.router)
 
     @app.exception_handler(ServiceError)

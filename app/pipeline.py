@@ -16,8 +16,9 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +32,7 @@ from app.gates.context import (
     GateContext,
     current_position_qty,
     resolve_reference_price,
+    signed_delta,
 )
 from app.gates.limits import LoadedPolicy
 from app.gates.plan import plan_order
@@ -39,6 +41,7 @@ from app.observability.logging import add_fields, bind, event, trace_id_from
 from app.observability.tracing import current_trace_id, span
 from app.registry.cache import LiveState
 from app.registry.hashing import canonical_json, sha256_hex
+from app.review.budget import AnswerBudget
 from app.review.runtime import ReviewOutcome, ReviewRuntime
 from app.review.schemas import (
     Decision,
@@ -54,6 +57,7 @@ from app.review.schemas import (
 )
 from app.reviews import repository as reviews
 from app.reviews.reader import PrecheckReader
+from app.reviews.reservations import Reservation
 from app.reviews.writer import ReviewWriter
 
 # Failures that mean "the audit store cannot be reached", as opposed to a bug.
@@ -104,6 +108,7 @@ class PipelineDeps:
     clock: Callable[[], datetime]
     writer: ReviewWriter
     reader: PrecheckReader
+    budget: AnswerBudget
     build_sha: str = "dev"
     inflight: dict[str, asyncio.Future[Reviewed]] = field(
         default_factory=dict[str, "asyncio.Future[Reviewed]"]
@@ -114,6 +119,13 @@ def request_hash(request_json: dict[str, Any]) -> str:
     """Canonical hash of the validated request (``model_dump(mode="json", by_alias=True)``):
     the same order in the same context always hashes the same."""
     return sha256_hex(canonical_json(request_json))
+
+
+def stored_key(idempotency_key: str | None, req_hash: str) -> str:
+    """The stored idempotency key, in one of two namespaces: ``k:`` for an explicit
+    ``Idempotency-Key``, ``h:`` for the default (the request hash). An explicit key equal to
+    another request's hash can then never answer (or block) that request."""
+    return f"k:{idempotency_key}" if idempotency_key is not None else f"h:{req_hash}"
 
 
 _CREDENTIALS = re.compile(r"://[^/@\s]*@")
@@ -144,11 +156,15 @@ async def decide(
     request: ReviewRequest,
     idempotency_key: str | None,
     trace_headers: Mapping[str, str] | None = None,
+    arrived_at: float | None = None,
 ) -> Reviewed:
-    """Review one order; ``replay`` says whether the answer is a stored one."""
+    """Review one order; ``replay`` says whether the answer is a stored one.
+
+    ``arrived_at`` (event-loop time the server parsed the request's first bytes) anchors the
+    answer's deadline; None: now."""
     request_json = request.model_dump(mode="json", by_alias=True)  # once: hash and audit row
     req_hash = request_hash(request_json)
-    key = idempotency_key or req_hash
+    key = stored_key(idempotency_key, req_hash)
     # Single flight: concurrent copies in this replica wait for the first one's answer.
     pending = deps.inflight.get(key)
     if pending is not None:
@@ -159,7 +175,9 @@ async def decide(
     future: asyncio.Future[Reviewed] = asyncio.get_running_loop().create_future()
     deps.inflight[key] = future
     try:
-        result = await _decide_once(deps, request, request_json, req_hash, key, trace_headers or {})
+        result = await _decide_once(
+            deps, request, request_json, req_hash, key, trace_headers or {}, arrived_at
+        )
         future.set_result(result)
         return result
     except BaseException as exc:
@@ -192,6 +210,7 @@ async def _decide_once(
     req_hash: str,
     key: str,
     trace_headers: Mapping[str, str],
+    arrived_at: float | None,
 ) -> Reviewed:
     """One review under its span, its log fields bound (review_id, trace_id, ...)."""
     review_id = str(uuid.uuid4())
@@ -200,7 +219,7 @@ async def _decide_once(
         current.set_attribute("review.id", review_id)
         with bind(review_id=review_id, trace_id=trace_id):
             return await _review(
-                deps, request, request_json, req_hash, key, trace_headers, review_id
+                deps, request, request_json, req_hash, key, trace_headers, arrived_at, review_id
             )
 
 
@@ -211,10 +230,13 @@ async def _review(
     req_hash: str,
     key: str,
     trace_headers: Mapping[str, str],
+    arrived_at: float | None,
     review_id: str,
 ) -> Reviewed:
     t0 = time.perf_counter()
-    started_at = asyncio.get_running_loop().time()  # the LLM deadline's anchor
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    arrived = started if arrived_at is None else min(arrived_at, started)
     now = deps.clock()
     limits = deps.policy.limits
     since = now - timedelta(seconds=limits.order_rate.window_seconds)
@@ -239,7 +261,8 @@ async def _review(
         artifact,
         dspy_disabled=controls.dspy_disabled,
         trace_headers=trace_headers,
-        started_at=started_at,
+        # What the deadline leaves once the tail (gates, audit commit) is reserved.
+        llm_deadline=deps.budget.llm_deadline(arrived),
     )
     t_review = time.perf_counter()
 
@@ -259,19 +282,11 @@ async def _review(
     with span("gates") as gate_span:
         gates = evaluate(ctx, limits)
         gate_span.set_attribute("gates.failed", [g.code.value for g in gates if not g.passed])
-    decision, reasons = final_decision(outcome, gates, limits.review.abstain_action)
     t_gates = time.perf_counter()
     artifact_hash = artifact.artifact_hash if artifact else "none"
-    trace.get_current_span().set_attributes(
-        {
-            "review.decision": decision.value,
-            "review.executor": outcome.executor.value,
-            "review.arm": arm.value,
-            "review.artifact_hash": artifact_hash,
-            "review.fallback_reason": outcome.fallback.value if outcome.fallback else "",
-        }
-    )
     timings = {
+        # Arrival -> decide(): body read, validation, and waiting for the event loop.
+        "queued": _ms(started - arrived),
         "read": _ms(t_read - t0),
         "review": _ms(t_review - t_read),
         "gates": _ms(t_gates - t_review),
@@ -279,57 +294,114 @@ async def _review(
     if outcome.llm_latency_ms is not None:
         timings["llm"] = outcome.llm_latency_ms
     v = outcome.verdict
-    response = ReviewResponse(
-        review_id=review_id,
-        decision=decision,
-        reasons=reasons,
-        order=OrderOut(
-            symbol=request.decision.symbol,
-            action=request.decision.action,
-            qty=plan.qty,
-            order_type=plan.order_type,
-            time_in_force=request.decision.time_in_force,
-            limit_price=plan.limit_price,
-            limit_price_assumed=plan.limit_price_assumed,
-            resized=plan.resized,
-        ),
-        review=ReviewOut(
-            verdict=v.verdict,
-            confidence=v.confidence,
-            confidence_band=confidence_band(v.confidence),
-            uncertainty=v.uncertainty,
-            rationale=v.rationale,
-            risk_flags=list(v.risk_flags),
-            required_checks=list(v.required_checks),
-            adjusted_qty=v.adjusted_qty,
-            adjusted_order_type=v.adjusted_order_type,
-            adjusted_limit_price=v.adjusted_limit_price,
-        ),
-        gates=[GateOut(code=g.code.value, passed=g.passed, reason=g.reason) for g in gates],
-        lineage=LineageOut(
-            artifact_hash=artifact_hash,
-            program=artifact.program_name if artifact else deps.program_name,
-            signature_version=artifact.signature_version if artifact else deps.signature_version,
-            executor=outcome.executor.value,
-            model=outcome.model,
-            arm=arm.value,
-            fallback=FallbackOut(
-                used=outcome.fallback is not None,
-                reason=outcome.fallback.value if outcome.fallback else None,
-            ),
-            build_sha=deps.build_sha,
-        ),
-        policy_hash=deps.policy.policy_hash,
-        request_hash=req_hash,
-        trading_mode=request.trading_mode,
-        timings_ms=timings,
+    review_out = ReviewOut(
+        verdict=v.verdict,
+        confidence=v.confidence,
+        confidence_band=confidence_band(v.confidence),
+        uncertainty=v.uncertainty,
+        rationale=v.rationale,
+        risk_flags=list(v.risk_flags),
+        required_checks=list(v.required_checks),
+        adjusted_qty=v.adjusted_qty,
+        adjusted_order_type=v.adjusted_order_type,
+        adjusted_limit_price=v.adjusted_limit_price,
     )
+    order_out = OrderOut(
+        symbol=request.decision.symbol,
+        action=request.decision.action,
+        qty=plan.qty,
+        order_type=plan.order_type,
+        time_in_force=request.decision.time_in_force,
+        limit_price=plan.limit_price,
+        limit_price_assumed=plan.limit_price_assumed,
+        resized=plan.resized,
+    )
+    lineage = LineageOut(
+        artifact_hash=artifact_hash,
+        program=artifact.program_name if artifact else deps.program_name,
+        signature_version=artifact.signature_version if artifact else deps.signature_version,
+        executor=outcome.executor.value,
+        model=outcome.model,
+        arm=arm.value,
+        fallback=FallbackOut(
+            used=outcome.fallback is not None,
+            reason=outcome.fallback.value if outcome.fallback else None,
+        ),
+        build_sha=deps.build_sha,
+    )
+    reserved = signed_delta(request.decision.action, plan.qty)
+
+    def render(results: list[GateResult]) -> dict[str, Any]:
+        """The audit row (and, inside it, the answer) for one set of gate results: the
+        decision is derived here and only here, from ``final_decision``."""
+        decision, reasons = final_decision(outcome, results, limits.review.abstain_action)
+        response = ReviewResponse(
+            review_id=review_id,
+            decision=decision,
+            reasons=reasons,
+            order=order_out,
+            review=review_out,
+            gates=[GateOut(code=g.code.value, passed=g.passed, reason=g.reason) for g in results],
+            lineage=lineage,
+            policy_hash=deps.policy.policy_hash,
+            request_hash=req_hash,
+            trading_mode=request.trading_mode,
+            timings_ms=timings,
+        )
+        body = response.model_dump(mode="json")  # once: the audit row and the answer
+        submit = decision is Decision.SUBMIT
+        return _row(
+            request, request_json, response, body, outcome, key, now, reserved if submit else None
+        )
+
+    row = render(gates)
+    reservation: Reservation | None = None
+    if row["decision"] == Decision.SUBMIT.value:
+
+        def recheck(recent: int, pending: Decimal) -> dict[str, Any] | None:
+            """At commit, under the strategy's lock: the same gates with every submit of the
+            window counted and the position moved by the quantity still in flight. The
+            position as reported was judged above; an order must pass both (the pending
+            orders may or may not have filled by the time the scheduler's snapshot was
+            taken)."""
+            if recent == ctx.recent_orders_for_strategy and pending == 0:
+                return None
+            at_commit = evaluate(
+                replace(
+                    ctx,
+                    recent_orders_for_strategy=recent,
+                    current_position_qty=ctx.current_position_qty + pending,
+                ),
+                limits,
+            )
+            if all(g.passed for g in at_commit):
+                return None
+            merged = [
+                g
+                if again.passed
+                else GateResult(
+                    again.code,
+                    False,
+                    f"at commit, with {recent} submits in the window and {pending} "
+                    f"in flight for {request.decision.symbol}: {again.reason}",
+                )
+                for g, again in zip(gates, at_commit, strict=True)
+            ]
+            return render(merged)
+
+        reservation = Reservation(
+            strategy_id=request.decision.strategy_id,
+            symbol=request.decision.symbol,
+            signed_qty=reserved,
+            rate_since=since,
+            pending_since=now - timedelta(seconds=limits.reservations.ttl_seconds),
+            recheck=recheck,
+        )
+
     t_pre_write = time.perf_counter()
-    body = response.model_dump(mode="json")  # once: the audit row and the answer
-    row = _row(request, request_json, response, body, outcome, key, now)
     try:
         with span("audit.write"):
-            await deps.writer.write(row)
+            row = await deps.writer.write(row, reservation)
     except IntegrityError:
         # Another replica (or an earlier attempt) recorded this key first: answer with that.
         try:
@@ -342,7 +414,31 @@ async def _review(
         return _replayed(stored, req_hash)
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
+    body: dict[str, Any] = row["response_json"]
+    decision = Decision(row["decision"])
+    failed = [g["code"] for g in body["gates"] if not g["passed"]]
+    trace.get_current_span().set_attributes(
+        {
+            "review.decision": decision.value,
+            "review.executor": outcome.executor.value,
+            "review.arm": arm.value,
+            "review.artifact_hash": artifact_hash,
+            "review.fallback_reason": outcome.fallback.value if outcome.fallback else "",
+        }
+    )
+    if reservation is not None and decision is Decision.REJECT:
+        for code in failed:
+            metrics.RESERVATION_REJECTS.labels(code).inc()
+        event(
+            "review.reservation_reject",
+            strategy_id=request.decision.strategy_id,
+            symbol=request.decision.symbol,
+            gates=",".join(failed),
+        )
     t_end = time.perf_counter()
+    deps.budget.observe_tail(t_end - t_review)
+    if loop.time() > deps.budget.answer_deadline(arrived):
+        metrics.DEADLINE_MISSES.labels(outcome.executor.value).inc()
     body = {
         **body,
         "timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)},
@@ -352,9 +448,8 @@ async def _review(
     metrics.REVIEW_LATENCY.labels(outcome.executor.value).observe(t_end - t0)
     if outcome.fallback is not None:
         metrics.FALLBACKS.labels(outcome.fallback.value).inc()
-    for g in gates:
-        if not g.passed:
-            metrics.GATE_FAILURES.labels(g.code.value).inc()
+    for code in failed:
+        metrics.GATE_FAILURES.labels(code).inc()
     return Reviewed(body, replay=False)
 
 
@@ -386,6 +481,7 @@ def _row(
     outcome: ReviewOutcome,
     key: str,
     now: datetime,
+    reserved_qty: Decimal | None,
 ) -> dict[str, Any]:
     llm_ms = outcome.llm_latency_ms
     t = response.timings_ms
@@ -417,4 +513,5 @@ def _row(
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
         "created_at": now,
+        "reserved_qty": None if reserved_qty is None else f"{reserved_qty:f}",
     }

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -33,6 +33,7 @@ DEPRECATED_VARIABLES: tuple[str, ...] = (
 )
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+MIN_TOKEN_CHARS = 32
 
 
 def default_database_url() -> str:
@@ -79,10 +80,35 @@ class Settings(BaseSettings):
     # deadline) so a burst's answers, not just its LLM calls, meet the deadline. 0 disables.
     llm_answer_reserve_ms: float = Field(default=2.0, ge=0, le=100)
 
+    # --- answer deadline, probes, bounded generation (issue 12) ---------------------------
+    # The tail reserve (gates + audit commit) is measured; these bound it. See review/budget.py.
+    llm_tail_reserve_floor_ms: float = Field(default=5.0, ge=0, le=1000)
+    # Less than this left for the LLM step: the heuristic answers at once (budget_exhausted).
+    llm_min_budget_ms: float = Field(default=20.0, ge=0, le=10_000)
+    # Completion-token limit sent to Jangar: a verdict is ~150-300 tokens; room for a short
+    # preamble, never a runaway generation.
+    llm_max_completion_tokens: int = Field(default=1024, ge=16, le=32_768)
+    # Liveness/readiness served by a small thread on their own port, apart from the review
+    # loop (unset: only the main port's /healthz and /readyz). Knative probes point here.
+    probe_port: int | None = Field(default=None, ge=0, le=65535)
+    probe_host: str = "0.0.0.0"  # noqa: S104 (kubelet probes the pod address)
+    # /healthz on the probe port fails when the event loop has not ticked for this long.
+    probe_loop_stall_seconds: float = Field(default=10.0, ge=0.5, le=300)
+
     # --- learning lanes and promotion ---------------------------------------------------
     learn_shadow_duration_days: float = Field(default=7.0, ge=0)
     learn_gate_delta_sharpe: float | None = None  # overrides config/promotion.yaml
     learn_gate_maxdd_tol: float | None = Field(default=None, ge=0)
+
+    # --- drift monitoring (app/drift) ----------------------------------------------------
+    learn_drift_enabled: bool = True  # the in-service schedule; on-demand runs always work
+    learn_drift_period_seconds: float = Field(default=300.0, ge=1.0, le=86_400)
+    learn_drift_window_reviews: int = Field(default=1000, ge=30, le=1_000_000)
+    learn_drift_reference_reviews: int = Field(default=500, ge=30, le=100_000)
+    learn_drift_psi_thresh: float = Field(default=0.2, gt=0)  # PSI effect-size floor
+    learn_drift_alpha: float = Field(default=0.005, gt=0, lt=0.5)  # per-run false-alarm bound
+    learn_drift_auto_rollback: bool = False
+    learn_drift_rollback_severity: str = Field(default="critical", pattern="^(warning|critical)$")
 
     # --- service ---------------------------------------------------------------------------
     admin_token: SecretStr | None = None
@@ -91,6 +117,42 @@ class Settings(BaseSettings):
     controls_refresh_seconds: float = Field(default=1.0, gt=0, le=2.0)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: str = "INFO"
+
+    # --- credentials and HTTP intake bounds (issue 8, items 9-11) ------------------------
+    # Blank means unset; a set token must be at least MIN_TOKEN_CHARS long (checked below).
+    scheduler_token: SecretStr | None = None
+    # When SCHEDULER_TOKEN is set, /review needs it too (reviews count toward order-rate and
+    # exposure reservations, so an open /review lets anyone spend a strategy's budget).
+    scheduler_token_for_review: bool = True
+    # Bounds on what one connection may hold: headers must arrive within this, a body within
+    # that (408 request_timeout), an idle keep-alive connection is closed after this.
+    http_header_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keepalive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Open connections per process; beyond it new connections are closed at once and
+    # requests on existing ones get 503 (uvicorn's limit_concurrency).
+    http_max_connections: int = Field(default=512, ge=1, le=100_000)
+
+    @field_validator("admin_token", "scheduler_token", mode="before")
+    @classmethod
+    def _check_token(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None  # blank means unset, never "an empty secret"
+        if isinstance(raw, str) and len(raw.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return raw.strip() if isinstance(raw, str) else raw
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> Settings:
+        a, s = self.admin_token, self.scheduler_token
+        if a is not None and s is not None and a.get_secret_value() == s.get_secret_value():
+            raise ValueError(
+                "SCHEDULER_TOKEN must differ from ADMIN_TOKEN (the scheduler must not hold admin)"
+            )
+        return self
 
     # --- operations: logs, traces, build identity (issue 11) ------------------------------
     log_access: bool = False  # one JSON line per HTTP request (uvicorn's access log)
@@ -197,5 +259,5 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         lines: list[str] = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
-            lines.append(f"{name}: {err['msg']}")
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise SettingsError(lines) from None

@@ -20,6 +20,9 @@ from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
+    "drift_acknowledgements",
+    "model_drift",
+    "drift_references",
     "service_leases",
     "artifact_evidence",
     "artifact_events",

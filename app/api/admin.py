@@ -1,10 +1,11 @@
-"""Operator endpoints. Never open: ``Authorization: Bearer <ADMIN_TOKEN>`` (constant-time
-compare) or 401; 503 ``admin_disabled`` when no token is configured. The acting operator
-(``X-Operator``, default ``admin``) is recorded on every event."""
+"""Operator endpoints. Never open: ``Authorization: Bearer <ADMIN_TOKEN>`` or 401; 503
+``admin_disabled`` when no token is configured. The token is checked by the intake guard
+(``app/api/guard.py``) before any other header or the body is read; ``require_admin`` refuses
+a request the guard did not admit as admin. The acting operator (``X-Operator``, default
+``admin``) is recorded on every event."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Annotated, Any
 
@@ -13,18 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import PipelineDep
+from app.api.guard import CREDENTIAL_SCOPE_KEY, Credential
 from app.api.responses import error_responses
 from app.controls import repository as controls_repo
 from app.controls import service as controls_service
 from app.controls.changes import ReasonRequired
 from app.db.session import read_only, unit_of_work
+from app.drift.monitor import drift_block
 from app.errors import (
     Conflict,
     ErrorCode,
     NotFound,
     RequestInvalid,
     ServiceError,
-    ServiceUnavailable,
     Unauthorized,
 )
 from app.gates.context import TradingState
@@ -38,32 +40,17 @@ from app.settings import Settings
 
 def require_admin(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
     # "operator:" + this fits the 128-character actor columns of every history table.
     x_operator: Annotated[str | None, Header(max_length=128 - len("operator:"))] = None,
 ) -> str:
-    settings: Settings = request.app.state.settings
-    if settings.admin_token is None:
-        raise ServiceUnavailable(
-            "admin API disabled: ADMIN_TOKEN is not set", code=ErrorCode.ADMIN_DISABLED
-        )
-    expected = f"Bearer {settings.admin_token.get_secret_value()}".encode()
-    if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
-        # Route and claimed operator only: the presented credential is never logged.
-        event(
-            "admin.auth_failed",
-            logging.WARNING,
-            route=f"{request.method} {request.url.path}",
-            operator=x_operator or "admin",
-            credential="missing" if authorization is None else "wrong",
-        )
-        raise Unauthorized("missing or wrong admin bearer token")
+    if request.scope.get(CREDENTIAL_SCOPE_KEY) != Credential.ADMIN.value:
+        raise Unauthorized("admin routes must be served under /admin (intake guard)")
     return f"operator:{x_operator or 'admin'}"
 
 
 ActorDep = Annotated[str, Depends(require_admin)]
 router = APIRouter(
-    prefix="/admin", tags=["admin"], responses=error_responses(401, 404, 409, 422, 503)
+    prefix="/admin", tags=["admin"], responses=error_responses(401, 404, 408, 409, 413, 422, 503)
 )
 
 
@@ -181,7 +168,11 @@ async def transition_artifact(
                 )
                 result = service.PromotionResult(True, None, [], before)
             else:
-                result = await service.promote(
+                # --- drift: a breach blocks promotions built on the drifted window
+                blocked = await drift_block(
+                    session, pipeline.program_name, artifact_hash, body.to, now
+                )
+                result = blocked or await service.promote(
                     session,
                     artifact_hash,
                     body.to,

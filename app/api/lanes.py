@@ -34,7 +34,9 @@ from app.lanes.errors import JangarNotConfigured, LaneDeadlineExceeded
 from app.settings import Settings
 
 router = APIRouter(
-    prefix="/admin/lanes", tags=["admin", "lanes"], responses=error_responses(401, 404, 422, 503)
+    prefix="/admin/lanes",
+    tags=["admin", "lanes"],
+    responses=error_responses(401, 404, 408, 413, 422, 503),
 )
 
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -1,5 +1,6 @@
 """``POST /reviews/{review_id}/outcome``: what happened to a reviewed order, so datasets learn
-from fills and realized P&L rather than from what the reviewer said."""
+from fills and realized P&L rather than from what the reviewer said. Scheduler-facing: when
+``SCHEDULER_TOKEN`` is set the intake guard requires it (``app/api/guard.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.db.session import read_only, unit_of_work
 from app.errors import Conflict, ErrorCode, NotFound
+from app.review.bounds import TEXT_PATTERN
 from app.reviews import repository as reviews
 
 router = APIRouter()
@@ -26,7 +28,8 @@ class OutcomeIn(BaseModel):
     fill_qty: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     realized_pnl: float | None = Field(default=None, allow_inf_nan=False)
     horizon_seconds: int = Field(default=86_400, gt=0, le=366 * 86_400)
-    notes: str | None = Field(default=None, max_length=1000)
+    # Stored: no control characters but TAB/LF/CR (the rule of app/review/bounds.py).
+    notes: str | None = Field(default=None, max_length=1000, pattern=TEXT_PATTERN)
 
 
 class OutcomeOut(BaseModel):
@@ -38,7 +41,7 @@ class OutcomeOut(BaseModel):
 @router.post(
     "/reviews/{review_id}/outcome",
     response_model=OutcomeOut,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(401, 404, 408, 409, 413, 422),
 )
 async def record_outcome(review_id: str, body: OutcomeIn, pipeline: PipelineDep) -> OutcomeOut:
     payload: dict[str, Any] = body.model_dump()

@@ -22,8 +22,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 _DESCRIPTIONS = {
     400: "Body is not valid JSON",
-    401: "Missing or wrong admin token",
+    401: "Missing or wrong bearer token (admin or scheduler credential)",
     404: "Not found",
+    408: "Request body not received within the read deadline",
     409: "Conflict (idempotency key, state transition, promotion evidence, outcome)",
     413: "Body too large",
     422: "Request fails validation",

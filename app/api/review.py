@@ -1,4 +1,5 @@
-"""``POST /review``: read a bounded body, validate, hand to ``pipeline.decide``."""
+"""``POST /review``: validate the body (already bounded by the intake guard: size, read deadline,
+credential), hand it to ``pipeline.decide``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from app.api.arrival import arrived_at
 from app.api.deps import PipelineDep
 from app.api.responses import error_responses
-from app.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestInvalid
+from app.errors import BadRequest, ErrorCode, RequestInvalid
 from app.pipeline import decide
+from app.review.bounds import MAX_DEPTH, nesting_exceeds
 from app.review.schemas import ReviewRequest, ReviewResponse
 
 router = APIRouter()
@@ -20,21 +23,7 @@ router = APIRouter()
 # W3C trace context travels on to Jangar so one trace spans the whole decision.
 _TRACE_HEADERS = ("traceparent", "tracestate")
 
-_ERRORS = error_responses(400, 409, 413, 422, 503)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+_ERRORS = error_responses(400, 401, 408, 409, 413, 422, 503)
 
 
 def parse_review_request(raw: bytes) -> ReviewRequest:
@@ -42,6 +31,12 @@ def parse_review_request(raw: bytes) -> ReviewRequest:
         # orjson refuses NaN/Infinity literals, which the stdlib parser would accept.
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if nesting_exceeds(raw):
+            # Deeper than the parser goes: the same answer as any over-deep document (422).
+            detail = {"path": "body", "message": f"nested deeper than {MAX_DEPTH} levels"}
+            raise RequestInvalid(
+                "request failed validation", details=[{**detail, "type": "unsafe_input"}]
+            ) from None
         raise BadRequest(f"body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object", code=ErrorCode.BODY_NOT_OBJECT)
@@ -76,10 +71,10 @@ async def review(
     pipeline: PipelineDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    raw = await request.body()  # the guard buffered it within MAX_BODY_BYTES
     payload = parse_review_request(raw)
     trace = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
-    result = await decide(pipeline, payload, idempotency_key, trace)
+    result = await decide(pipeline, payload, idempotency_key, trace, arrived_at(request.scope))
     timings = result.body["timings_ms"]
     # Time spent outside the LLM call (a replay did no work: 0).
     overhead = max(timings.get("total", 0.0) - timings.get("llm", 0.0), 0.0)

@@ -36,7 +36,8 @@ class ReviewRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     review_id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
-    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    # Namespaced: ``k:<Idempotency-Key>`` or ``h:<request hash>`` (migration 0004_intake).
+    idempotency_key: Mapped[str] = mapped_column(String(256), unique=True, nullable=False)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     request_json: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     strategy_id: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -61,6 +62,9 @@ class ReviewRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # --- intake (0004_intake): the signed quantity a submit reserves (exact decimal text;
+    # NULL for rejects). Summed per (strategy, symbol) within the reservation TTL at write time.
+    reserved_qty: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_reviews_created_at", "created_at"),
@@ -228,3 +232,74 @@ class ControlEventRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     __table_args__ = (Index("ix_control_events_created", "created_at", "id"),)
+
+
+# --- drift monitoring (app/drift) -----------------------------------------------------------
+
+
+class DriftReferenceRow(Base):
+    """The frozen baseline of one artifact: written once, never updated."""
+
+    __tablename__ = "drift_references"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    artifact_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # served | eval_split
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_review_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_review_id: Mapped[int | None] = mapped_column(BigInteger)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sample: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ModelDriftRow(Base):
+    """One metric of one drift run (append-only)."""
+
+    __tablename__ = "model_drift"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    model_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    family: Mapped[str] = mapped_column(String(16), nullable=False)
+    metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    test: Mapped[str] = mapped_column(String(16), nullable=False)
+    statistic: Mapped[float] = mapped_column(Float, nullable=False)
+    effect: Mapped[float] = mapped_column(Float, nullable=False)
+    threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    level: Mapped[float | None] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+    m: Mapped[int] = mapped_column(Integer, nullable=False)
+    breach: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    reference_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_model_drift_artifact_metric", "artifact_hash", "metric", "id"),
+        Index("ix_model_drift_program_breach", "program_name", "breach", "id"),
+        Index("ix_model_drift_run", "run_id"),
+    )
+
+
+class DriftAcknowledgementRow(Base):
+    """An operator acknowledged every drift breach of a program up to ``through_id``."""
+
+    __tablename__ = "drift_acknowledgements"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    through_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_drift_acks_program", "program_name", "id"),)

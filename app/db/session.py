@@ -101,20 +101,24 @@ async def unit_of_work(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
 @asynccontextmanager
 async def core_transaction(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
     """A Core connection in one transaction (hot-path batch writes): commits on success,
-    rolls back on error. The ORM's ``unit_of_work`` and this are the only commit points."""
+    rolls back on error. The ORM's ``unit_of_work`` and this are the only commit points.
+
+    On SQLite the transaction opens with ``BEGIN IMMEDIATE``: the database's write lock is
+    held from the first statement, so a read-then-write (the reservation re-check) is
+    serialised with every other writer, other processes included, and SAVEPOINTs nest inside
+    it (pysqlite would otherwise open no transaction before a SELECT or a SAVEPOINT)."""
     async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
 
 
 @asynccontextmanager
-async def autocommit_read(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
-    """A Core connection without BEGIN/ROLLBACK around it: one round trip per read.
-
-    SQLite's driver never opens a transaction for a SELECT, so there the isolation switch
-    (two extra hops to the driver thread) is skipped."""
+async def driver_read(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
+    """A pooled connection for statements run on the driver itself (hot-path reads): nothing
+    goes through SQLAlchemy's execute, so no transaction is begun and the pool's return-reset
+    has nothing to roll back; both drivers run a lone statement in autocommit."""
     async with engine.connect() as conn:
-        if engine.dialect.name != "sqlite":
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
 
 

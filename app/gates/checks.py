@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 
-from app.gates.context import GateContext, TradingState, signed_delta
+from app.gates.context import GateContext, TradingState, position_problem, signed_delta
 from app.gates.limits import PolicyLimits
+from app.gates.prices import band_for, divergence, independent_prices, valuation_price
+from app.numbers import DECIMAL_CONTEXT, plain
 from app.review.schemas import Action, OrderType, TradingMode, Verdict
 
 
@@ -17,8 +20,11 @@ class GateCode(StrEnum):
     TRADING_STATE = "trading_state"
     TRADING_MODE = "trading_mode"
     INPUT_SANITY = "input_sanity"
+    ORDER_QUANTITY = "order_quantity"
     SYMBOL_ALLOWED = "symbol_allowed"
     REFERENCE_PRICE = "reference_price"
+    DECISION_AGE = "decision_age"
+    PRICE_INTEGRITY = "price_integrity"
     PRICE_COLLAR = "price_collar"
     MAX_NOTIONAL = "max_notional"
     POSITION_LIMIT = "position_limit"
@@ -55,10 +61,24 @@ def _post_trade_qty(ctx: GateContext) -> Decimal:
     return ctx.current_position_qty + signed_delta(ctx.request.decision.action, ctx.plan.qty)
 
 
-def _execution_price(ctx: GateContext) -> Decimal | None:
-    if ctx.plan.limit_price is not None:
-        return ctx.plan.limit_price
-    return ctx.reference.price
+def _valuation_price(ctx: GateContext) -> Decimal | None:
+    # The highest price the request carries: a limit is never passed on the lower of two
+    # contradicting prices (price_integrity rejects the contradiction itself).
+    return valuation_price(ctx.request, ctx.reference, ctx.plan)
+
+
+def _opened_qty(ctx: GateContext) -> Decimal:
+    """Quantity of new exposure the order opens: growth of the same side, or, when it flips the
+    position, the whole new opposite side (closing the old side frees nothing up front)."""
+    cur, post = ctx.current_position_qty, _post_trade_qty(ctx)
+    if post * cur < 0:  # the order flips the position's side
+        return abs(post)
+    return max(abs(post) - abs(cur), Decimal(0))
+
+
+def _equity(ctx: GateContext) -> Decimal | None:
+    equity = ctx.request.portfolio.equity
+    return equity if equity is not None and equity > 0 else None
 
 
 def trading_state(ctx: GateContext, _: PolicyLimits) -> GateResult:
@@ -93,10 +113,30 @@ def input_sanity(ctx: GateContext, _: PolicyLimits) -> GateResult:
         values["reference price"] = ctx.reference.price
     for name, value in values.items():
         if not value.is_finite() or value <= 0:
-            return _fail(code, f"{name} {value} is not a finite positive number")
+            return _fail(code, f"{name} {_num(value)} is not a finite positive number")
     if not math.isfinite(ctx.verdict.confidence):
         return _fail(code, "review confidence is not finite")
+    problem = position_problem(ctx.request)
+    if problem is not None:
+        return _fail(code, problem)
     return _ok(code, "quantities and prices are finite and positive")
+
+
+def order_quantity(ctx: GateContext, limits: PolicyLimits) -> GateResult:
+    """Price-independent bounds: a whole number of lots, at most the per-order cap (per symbol)."""
+    code = GateCode.ORDER_QUANTITY
+    cfg = limits.quantity
+    qty, symbol = ctx.plan.qty, ctx.request.decision.symbol
+    if qty <= 0:
+        return _fail(
+            code,
+            f"qty {_num(ctx.request.decision.qty)} rounds to {_num(qty)} "
+            f"at lot size {_num(cfg.lot_size)}",
+        )
+    cap = cfg.cap_for(symbol)
+    if qty > cap:
+        return _fail(code, f"qty {_num(qty)} > max {_num(cap)} per {symbol} order")
+    return _ok(code, f"qty {_num(qty)} within max {_num(cap)} per order")
 
 
 def symbol_allowed(ctx: GateContext, limits: PolicyLimits) -> GateResult:
@@ -142,7 +182,53 @@ def reference_price(ctx: GateContext, limits: PolicyLimits) -> GateResult:
         )
     if -age > cfg.max_future_skew_seconds:
         return _fail(code, f"reference price timestamp is {-age:.0f}s in the future")
-    return _ok(code, f"{ref.price} from {ref.source}, {max(age, 0):.1f}s old")
+    return _ok(code, f"{_num(ref.price)} from {ref.source}, {max(age, 0):.1f}s old")
+
+
+def decision_age(ctx: GateContext, limits: PolicyLimits) -> GateResult:
+    """The decision's own timestamp (``event_ts``) must be recent and not from the future."""
+    code = GateCode.DECISION_AGE
+    cfg = limits.decision_age
+    age = (ctx.now - ctx.request.decision.event_ts).total_seconds()
+    if age > cfg.max_age_seconds:
+        return _fail(code, f"decision is stale ({age:.0f}s old, max {cfg.max_age_seconds:g}s)")
+    if -age > cfg.max_future_skew_seconds:
+        return _fail(
+            code,
+            f"decision timestamp is {-age:.0f}s in the future "
+            f"(max skew {cfg.max_future_skew_seconds:g}s)",
+        )
+    return _ok(code, f"decision {max(age, 0):.1f}s old")
+
+
+def price_integrity(ctx: GateContext, limits: PolicyLimits) -> GateResult:
+    """Every independent price in the request must agree with the reference within its band."""
+    code = GateCode.PRICE_INTEGRITY
+    cfg = limits.price_integrity
+    ref = ctx.reference
+    if ref.price is None or ref.price <= 0:
+        return _fail(code, "no reference price to cross-check")
+    others = independent_prices(ctx.request, ref, ctx.plan)
+    for other in others:
+        if other.price is None:
+            return _fail(code, f"{other.source} is not a usable positive price")
+        gap = divergence(other.price, ref.price)
+        band = band_for(other, cfg)
+        if gap > band:
+            return _fail(
+                code,
+                f"{other.source} {_num(other.price)} diverges {gap:.3%} from reference "
+                f"{_num(ref.price)} ({ref.source}); band {band:.2%}",
+            )
+    if len(others) < cfg.min_corroborating_prices:
+        return _fail(
+            code,
+            f"{len(others)} independent prices corroborate {ref.source} "
+            f"(min {cfg.min_corroborating_prices})",
+        )
+    if not others:
+        return _ok(code, f"no independent price to cross-check {ref.source} against")
+    return _ok(code, f"{len(others)} independent prices agree with {ref.source}")
 
 
 def price_collar(ctx: GateContext, limits: PolicyLimits) -> GateResult:
@@ -157,24 +243,27 @@ def price_collar(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     if deviation > limits.limit_price_collar_pct:
         return _fail(
             code,
-            f"limit {limit} is {deviation:.2%} from reference {ref} "
+            f"limit {_num(limit)} is {deviation:.3%} from reference {_num(ref)} "
             f"(collar {limits.limit_price_collar_pct:.2%})",
         )
     suffix = " (assumed: strategy sizing price)" if ctx.plan.limit_price_assumed else ""
-    return _ok(code, f"limit {limit} within {limits.limit_price_collar_pct:.2%} of {ref}{suffix}")
+    return _ok(
+        code,
+        f"limit {_num(limit)} within {limits.limit_price_collar_pct:.2%} of {_num(ref)}{suffix}",
+    )
 
 
 def max_notional(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     """Order notional under the absolute cap and under a fraction of equity."""
     code = GateCode.MAX_NOTIONAL
-    price = _execution_price(ctx)
+    price = _valuation_price(ctx)
     if price is None:
         return _fail(code, "notional unknown without a price")
     notional = ctx.plan.qty * price
     if notional > limits.max_notional_per_order:
-        return _fail(code, f"notional {notional:.2f} > cap {limits.max_notional_per_order}")
-    equity = ctx.request.portfolio.equity
-    if equity is None or equity <= 0:
+        return _fail(code, f"notional {notional:.2f} > cap {_num(limits.max_notional_per_order)}")
+    equity = _equity(ctx)
+    if equity is None:
         return _fail(code, "equity unknown or zero: notional share cannot be checked")
     share = notional / equity
     if share > limits.max_notional_pct_equity:
@@ -187,13 +276,12 @@ def max_notional(ctx: GateContext, limits: PolicyLimits) -> GateResult:
 def position_limit(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     """Post-trade position value as a share of equity; reducing orders always pass."""
     code = GateCode.POSITION_LIMIT
-    price = ctx.reference.price
-    cur, post = ctx.current_position_qty, _post_trade_qty(ctx)
-    if abs(post) <= abs(cur) and (post == 0 or cur == 0 or (post > 0) == (cur > 0)):
+    if _opened_qty(ctx) <= 0:
         return _ok(code, "order does not increase the position")
-    equity = ctx.request.portfolio.equity
-    if price is None or equity is None or equity <= 0:
-        return _fail(code, "post-trade position share unknown (price or equity missing)")
+    price, equity = _valuation_price(ctx), _equity(ctx)
+    if price is None or equity is None:
+        return _fail(code, "post-trade position share unknown (price or equity missing or zero)")
+    post = _post_trade_qty(ctx)
     share = abs(post) * price / equity
     if share > limits.max_position_pct_equity:
         return _fail(
@@ -207,17 +295,18 @@ def position_limit(ctx: GateContext, limits: PolicyLimits) -> GateResult:
 def gross_exposure(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     """Post-trade gross exposure as a multiple of equity."""
     code = GateCode.GROSS_EXPOSURE
-    price = ctx.reference.price
     portfolio = ctx.request.portfolio
     cur, post = ctx.current_position_qty, _post_trade_qty(ctx)
+    # Gross counts both sides: a flip from +100 to -90 lowers it; only |post| > |cur| adds.
     if abs(post) <= abs(cur):
         return _ok(code, "order does not increase gross exposure")
-    if price is None or portfolio.equity is None or portfolio.equity <= 0:
-        return _fail(code, "gross exposure unknown (price or equity missing)")
+    price, equity = _valuation_price(ctx), _equity(ctx)
+    if price is None or equity is None:
+        return _fail(code, "gross exposure unknown (price or equity missing or zero)")
     if portfolio.total_exposure is None:
         return _fail(code, "total exposure not reported: gross exposure cannot be checked")
     post_gross = portfolio.total_exposure + (abs(post) - abs(cur)) * price
-    ratio = post_gross / portfolio.equity
+    ratio = post_gross / equity
     if ratio > limits.max_gross_exposure_pct_equity:
         return _fail(
             code,
@@ -228,13 +317,12 @@ def gross_exposure(ctx: GateContext, limits: PolicyLimits) -> GateResult:
 
 
 def buying_power(ctx: GateContext, _: PolicyLimits) -> GateResult:
-    """Orders that add exposure must fit the buying power."""
+    """Orders that open exposure (including the new side of a flip) must fit the buying power."""
     code = GateCode.BUYING_POWER
-    cur, post = ctx.current_position_qty, _post_trade_qty(ctx)
-    added = abs(post) - abs(cur)
+    added = _opened_qty(ctx)
     if added <= 0:
         return _ok(code, "order does not add exposure")
-    price = _execution_price(ctx)
+    price = _valuation_price(ctx)
     bp = ctx.request.portfolio.buying_power
     if price is None or bp is None:
         return _fail(code, "buying power or price unknown")
@@ -249,7 +337,9 @@ def shorting(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     code = GateCode.SHORTING
     post = _post_trade_qty(ctx)
     if ctx.request.decision.action is Action.SELL and post < 0 and not limits.shorting_allowed:
-        return _fail(code, f"sell would leave a short position of {post} (shorting not allowed)")
+        return _fail(
+            code, f"sell would leave a short position of {_num(post)} (shorting not allowed)"
+        )
     return _ok(code, "no disallowed short")
 
 
@@ -276,6 +366,9 @@ def market_context(ctx: GateContext, limits: PolicyLimits) -> GateResult:
         if cfg.required:
             return _fail(code, "market context required but absent")
         return _ok(code, "no market context supplied (not required)")
+    symbol = ctx.request.decision.symbol.upper()
+    if mc.symbol is not None and mc.symbol.upper() != symbol:
+        return _fail(code, f"market context is for {mc.symbol}, order is for {symbol}")
     if mc.freshness_seconds is not None and mc.freshness_seconds > Decimal(
         str(cfg.max_freshness_seconds)
     ):
@@ -287,6 +380,8 @@ def market_context(ctx: GateContext, limits: PolicyLimits) -> GateResult:
                 code,
                 f"market context as of {human_age(age)} ago, max {cfg.max_freshness_seconds:g} s",
             )
+        if -age > limits.reference_price.max_future_skew_seconds:
+            return _fail(code, f"market context as of {-age:.0f}s in the future")
     if mc.quality_score is not None and mc.quality_score < Decimal(str(cfg.min_quality_score)):
         return _fail(code, f"market context quality {mc.quality_score} < {cfg.min_quality_score}")
     blocking = {f.lower() for f in cfg.blocking_risk_flags}
@@ -303,7 +398,7 @@ def review_confidence(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     v = ctx.verdict
     if v.verdict not in (Verdict.APPROVE, Verdict.ADJUST):
         return _ok(code, f"verdict {v.verdict} does not rely on confidence")
-    if v.confidence < cfg.min_confidence:
+    if not v.confidence >= cfg.min_confidence:  # a NaN confidence fails too
         return _fail(code, f"confidence {v.confidence:.2f} < floor {cfg.min_confidence:.2f}")
     if v.uncertainty in cfg.blocked_uncertainty:
         return _fail(code, f"uncertainty {v.uncertainty} is blocked")
@@ -339,24 +434,54 @@ def order_type(ctx: GateContext, limits: PolicyLimits) -> GateResult:
     return _ok(code, f"order type {ctx.plan.order_type} allowed")
 
 
-GATES: tuple[Gate, ...] = (
-    trading_state,
-    trading_mode,
-    input_sanity,
-    symbol_allowed,
-    reference_price,
-    price_collar,
-    max_notional,
-    position_limit,
-    gross_exposure,
-    buying_power,
-    shorting,
-    order_rate,
-    market_context,
-    review_confidence,
-    required_checks,
-    adjustment,
-    order_type,
+def _num(value: Decimal) -> str:
+    return plain(value) if value.is_finite() else str(value)
+
+
+def guarded(gate: Gate) -> Gate:
+    """Run ``gate`` under the bounded decimal context; a gate that cannot compute fails closed.
+
+    Any exception (an arithmetic trap, a missing figure a gate did not foresee) becomes a failed
+    result with its own reason, so the order is rejected and the review is still recorded,
+    instead of a 500 with no audit row.
+    """
+    code = GateCode(gate.__name__)
+
+    @functools.wraps(gate)
+    def run(ctx: GateContext, limits: PolicyLimits) -> GateResult:
+        try:
+            with localcontext(DECIMAL_CONTEXT):
+                return gate(ctx, limits)
+        except Exception as exc:
+            return _fail(code, f"{code} could not be computed ({type(exc).__name__}): fail closed")
+
+    return run
+
+
+GATES: tuple[Gate, ...] = tuple(
+    guarded(gate)
+    for gate in (
+        trading_state,
+        trading_mode,
+        input_sanity,
+        order_quantity,
+        symbol_allowed,
+        reference_price,
+        decision_age,
+        price_integrity,
+        price_collar,
+        max_notional,
+        position_limit,
+        gross_exposure,
+        buying_power,
+        shorting,
+        order_rate,
+        market_context,
+        review_confidence,
+        required_checks,
+        adjustment,
+        order_type,
+    )
 )
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from app.numbers import to_decimal
 from app.review.schemas import Action, OrderType, ReviewRequest, ReviewVerdict
 
 
@@ -51,13 +52,8 @@ class GateContext:
 
 
 def _dec(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = Decimal(str(value))
-    except ArithmeticError:
-        return None
-    return out if out.is_finite() else None
+    # Free-form values get the schema's decimal bounds: 1e999999 is unreadable, not huge.
+    return to_decimal(value)
 
 
 def resolve_reference_price(request: ReviewRequest) -> ReferencePrice:
@@ -80,23 +76,63 @@ def resolve_limit_price(request: ReviewRequest, ref: ReferencePrice) -> tuple[De
         return None, False
     if decision.limit_price is not None:
         return decision.limit_price, False
-    given = _dec(decision.params.get("limit_price"))
-    if given is not None and given > 0:
-        return given, False
+    if decision.params.get("limit_price") is not None:
+        # Given but unusable ("-5", "abc"): no limit price, so the collar fails closed. It is
+        # never silently replaced by an assumed one.
+        given = _dec(decision.params["limit_price"])
+        return (given, False) if given is not None and given > 0 else (None, False)
     return ref.price, True
 
 
-def current_position_qty(request: ReviewRequest) -> Decimal:
-    """Signed position in the order's symbol (short < 0), from the positions the scheduler sent."""
+@dataclass(frozen=True, slots=True)
+class PositionEntry:
+    """One broker position dict for the order's symbol, as far as it can be read."""
+
+    where: str  # portfolio.positions[i] | positions[i]
+    qty: Decimal | None  # signed (short < 0); None: present but unreadable
+    entry: dict[str, Any]
+
+
+def position_entries(request: ReviewRequest) -> list[PositionEntry]:
+    """Every position dict the scheduler sent for the order's symbol (both lists)."""
     symbol = request.decision.symbol.upper()
-    for pos in (*request.portfolio.positions, *request.positions):
-        if str(pos.get("symbol", "")).upper() != symbol:
-            continue
-        qty = _dec(pos.get("qty", pos.get("quantity")))
-        if qty is None:
-            continue
-        side = str(pos.get("side", "")).lower()
-        return -abs(qty) if side == "short" else qty
+    out: list[PositionEntry] = []
+    lists = (("portfolio.positions", request.portfolio.positions), ("positions", request.positions))
+    for name, positions in lists:
+        for i, pos in enumerate(positions):
+            if str(pos.get("symbol", "")).upper() != symbol:
+                continue
+            qty = _dec(pos.get("qty", pos.get("quantity")))
+            if qty is not None and str(pos.get("side", "")).lower() == "short":
+                qty = -abs(qty)
+            out.append(PositionEntry(f"{name}[{i}]", qty, pos))
+    return out
+
+
+def position_problem(request: ReviewRequest) -> str | None:
+    """Why the position in the order's symbol cannot be known, or ``None``.
+
+    A position that is sent but unreadable, or two that disagree, must not be read as "flat":
+    the position, shorting and exposure gates would then judge a different book.
+    """
+    entries = position_entries(request)
+    for e in entries:
+        if e.qty is None:
+            return f"position {e.where} for {request.decision.symbol} has no readable qty"
+    distinct = {e.qty for e in entries}
+    if len(distinct) > 1:
+        return f"positions for {request.decision.symbol} disagree on qty"
+    return None
+
+
+def current_position_qty(request: ReviewRequest) -> Decimal:
+    """Signed position in the order's symbol (short < 0), from the positions the scheduler sent.
+
+    Unreadable or conflicting entries are ``position_problem``'s business (input_sanity fails);
+    here the first readable one counts."""
+    for e in position_entries(request):
+        if e.qty is not None:
+            return e.qty
     return Decimal(0)
 
 

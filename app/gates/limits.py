@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +27,45 @@ class ReferencePriceLimits(_Frozen):
     max_future_skew_seconds: float = Field(default=5, ge=0)
 
 
+class DecisionAgeLimits(_Frozen):
+    max_age_seconds: float = Field(default=300, gt=0)
+    max_future_skew_seconds: float = Field(default=5, ge=0)
+
+
+class PriceIntegrityLimits(_Frozen):
+    # Band = max(a, b) / min(a, b) - 1 between the reference and each independent price.
+    max_divergence_pct: Decimal = Field(default=Decimal("0.05"), gt=0)
+    # Position marks (market_value / qty, current_price) may be the last close: a wider band.
+    max_mark_divergence_pct: Decimal = Field(default=Decimal("0.20"), gt=0)
+    # Independent prices that must agree with the reference (0: a lone reference may serve).
+    min_corroborating_prices: int = Field(default=0, ge=0)
+
+
+class QuantityLimits(_Frozen):
+    lot_size: Decimal = Field(default=Decimal("0.000001"), gt=0)
+    max_per_order: Decimal = Field(default=Decimal("100000"), gt=0)
+    max_per_order_by_symbol: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(
+        default_factory=dict[str, Decimal]
+    )
+
+    def cap_for(self, symbol: str) -> Decimal:
+        """The symbol's own cap when the policy names one (case-insensitive), else the default."""
+        wanted = symbol.upper()
+        for name, cap in self.max_per_order_by_symbol.items():
+            if name.upper() == wanted:
+                return cap
+        return self.max_per_order
+
+
 class OrderRateLimits(_Frozen):
     window_seconds: int = Field(default=60, gt=0)
     max_orders_per_strategy: int = Field(default=30, ge=0)
+
+
+class ReservationLimits(_Frozen):
+    """How long a submitted order counts as in flight against its strategy's position."""
+
+    ttl_seconds: float = Field(default=60, gt=0)
 
 
 class MarketContextLimits(_Frozen):
@@ -55,6 +91,9 @@ class PolicyLimits(_Frozen):
     version: int = 1
     symbols: SymbolLimits = SymbolLimits()
     reference_price: ReferencePriceLimits = ReferencePriceLimits()
+    decision_age: DecisionAgeLimits = DecisionAgeLimits()
+    price_integrity: PriceIntegrityLimits = PriceIntegrityLimits()
+    quantity: QuantityLimits = QuantityLimits()
     limit_price_collar_pct: Decimal = Field(default=Decimal("0.05"), gt=0)
     max_notional_per_order: Decimal = Field(default=Decimal("250000"), gt=0)
     max_notional_pct_equity: Decimal = Field(default=Decimal("0.10"), gt=0)
@@ -62,6 +101,7 @@ class PolicyLimits(_Frozen):
     max_gross_exposure_pct_equity: Decimal = Field(default=Decimal("2.0"), gt=0)
     shorting_allowed: bool = False
     order_rate: OrderRateLimits = OrderRateLimits()
+    reservations: ReservationLimits = ReservationLimits()
     market_context: MarketContextLimits = MarketContextLimits()
     review: ReviewLimits = ReviewLimits()
     adjustment: AdjustmentLimits = AdjustmentLimits()

@@ -5,7 +5,8 @@ them (``DATASET=$(python -m app lanes synthetic --n 60 --seed 7)``); progress an
 to stderr. Exit codes: 0 ok, 1 lane failed, 2 configuration error, 3 promotion denied
 (``E_LEARN_GATE_FAILED`` / ``E_LEARN_APPROVAL_MISSING``, reasons printed), 4 not found,
 5 refused transition (not in the table, lost a race / slot taken, or the artifact itself is
-refused: ``content_altered``, ``state_pruned``; the reason is printed).
+refused: ``content_altered``, ``state_pruned``; the reason is printed), 6 drift breach
+(``lanes drift``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ lanes = typer.Typer(
 err = Console(stderr=True)
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_DENIED, EXIT_NOT_FOUND, EXIT_REFUSED = 1, 2, 3, 4, 5
+EXIT_DRIFT = 6  # lanes drift: a metric breached
 
 ActorOpt = Annotated[str, typer.Option(help="recorded on every row and event")]
 
@@ -463,3 +465,82 @@ def show_cmd(
         "lane_outputs": view.lane_outputs,
     }
     typer.echo(json.dumps(out, indent=2, default=str))
+
+
+# ------------------------------------------------------------------------------ drift
+
+
+@lanes.command("drift")
+def drift_cmd(
+    artifact_hash: Annotated[
+        str | None, typer.Option(help="artifact to check (default: the ACTIVE one)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run as JSON")] = False,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Run the drift monitor once and print a table (exit 6 when a metric breached)."""
+    settings = _settings()
+    from app.drift import monitor
+
+    async def go(factory: SessionFactory) -> Any:
+        return await monitor.run_once(
+            factory, settings, clock=_now, artifact_hash=artifact_hash, actor=actor
+        )
+
+    run = _run(settings, go)
+    if as_json:
+        typer.echo(json.dumps(run.to_json(), indent=2, default=str))
+    else:
+        table = Table(
+            title=f"drift {run.outcome.value}: {(run.artifact_hash or '-')[:12]} "
+            f"({run.model_type}) reference {run.reference_source} n={run.reference_n}, "
+            f"window m={run.window_n}"
+        )
+        for col in ("metric", "family", "test", "statistic", "threshold", "p", "n", "m", "breach"):
+            table.add_column(
+                col, justify="left" if col in ("metric", "family", "test") else "right"
+            )
+        for c in run.checks:
+            table.add_row(
+                c.metric,
+                c.family.value,
+                c.test.value,
+                f"{c.statistic:.4g}",
+                f"{c.threshold:.4g}",
+                "-" if c.p_value is None else f"{c.p_value:.2g}",
+                str(c.n),
+                str(c.m),
+                f"[red]{c.severity.value}[/red]" if c.breach else "",
+            )
+        Console().print(table)
+        if run.message:
+            err.print(run.message)
+        if run.rolled_back_to:
+            err.print(f"[red]E_LEARN_DRIFT_BREACH[/red]: rolled back to {run.rolled_back_to[:12]}")
+    if run.outcome.value == "error":
+        raise typer.Exit(EXIT_FAILED)
+    if any(c.breach for c in run.checks):
+        raise typer.Exit(EXIT_DRIFT)
+
+
+@lanes.command("drift-ack")
+def drift_ack_cmd(
+    reason: Annotated[str, typer.Option(help="why the breach is acceptable")],
+    actor: ActorOpt = "cli",
+) -> None:
+    """Acknowledge every drift breach so far (promotions are no longer blocked by them)."""
+    settings = _settings()
+    from app.db.session import unit_of_work
+    from app.drift import repository as drift_repo
+
+    async def go(factory: SessionFactory) -> Any:
+        async with unit_of_work(factory) as session:
+            return await drift_repo.acknowledge(
+                session, settings.llm_dspy_program_name, actor=actor, reason=reason, now=_now()
+            )
+
+    out = _run(settings, go)
+    err.print(
+        f"acknowledged {len(out['acknowledged'])} breach row(s) through id {out['through_id']}"
+    )
+    typer.echo(out["through_id"])

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from app.db.session import SessionFactory, read_only, unit_of_work
+from app.drift.monitor import drift_block
 from app.lanes import dataset as datasets
 from app.lanes import repository as lane_outputs
 from app.lanes import synthetic
@@ -244,6 +245,12 @@ async def promote(
                     reason=f"replaced in shadow by {digest[:12]}",
                     now=now,
                 )
+            # --- drift: a breach blocks promotions built on the drifted window (app/drift)
+            blocked = await drift_block(
+                session, settings.llm_dspy_program_name, digest, target, now
+            )
+            if blocked is not None:
+                return blocked
             return await service.promote(
                 session,
                 digest,

@@ -96,6 +96,52 @@ LANE_DURATION = Histogram(
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
 )
 
+# --- drift (app/drift) ------------------------------------------------------------------------
+# Labels: model_type = executor kind (dspy_live | heuristic), metric = app.drift.features.Metric
+# (a closed set), outcome from app.drift.monitor.RunOutcome.
+LEARN_DRIFT_ALERT = Counter(
+    "learn_drift_alert",
+    "Drift breaches (exposed as learn_drift_alert_total)",
+    ["model_type", "metric"],
+)
+LEARN_DRIFT_STATISTIC = Gauge(
+    "learn_drift_statistic", "Latest drift statistic per metric", ["model_type", "metric"]
+)
+LEARN_DRIFT_THRESHOLD = Gauge(
+    "learn_drift_threshold",
+    "Latest breach threshold per metric (max of the effect floor and the significance bound)",
+    ["model_type", "metric"],
+)
+LEARN_DRIFT_BREACH = Gauge(
+    "learn_drift_breach", "1 when the metric breached in the latest run", ["model_type", "metric"]
+)
+LEARN_DRIFT_RUNS = Counter(
+    "learn_drift_runs",
+    "Drift runs by outcome (ok, breach, no_artifact, reference_pending, error)",
+    ["outcome"],
+)
+LEARN_DRIFT_ROLLBACKS = Counter(
+    "learn_drift_rollbacks", "Automatic rollbacks after a drift breach", ["outcome"]
+)
+
+# --- answer deadline (issue 12) -----------------------------------------------------------
+DEADLINE_MISSES = Counter(
+    "trade_review_deadline_misses_total",
+    "Answers ready after arrival + LLM_DSPY_TIMEOUT_SECONDS (the audit commit is never cut)",
+    ["executor"],
+)
+
+# --- intake (issue 8): write-time reservations and group-commit isolation ------------------
+RESERVATION_REJECTS = Counter(
+    "trade_review_reservation_rejects_total",
+    "Submits turned into rejects at commit: with the orders in flight counted, a gate failed",
+    ["gate"],
+)
+WRITE_ROWS_ISOLATED = Counter(
+    "trade_review_write_rows_isolated_total",
+    "Group-commit batches retried row by row because the database refused a row",
+)
+
 # --- operations: build identity (issue 11) ----------------------------------------------------
 BUILD_INFO = Gauge(
     "trade_review_build_info",

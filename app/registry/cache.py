@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -65,6 +66,9 @@ class LiveState:
         self.controls_loaded = False
         self.bootstrapped = False
         self.last_error: str | None = None
+        # time.monotonic() of the last poll that reached the database (the probe port's
+        # readiness reads it instead of querying the database from its thread).
+        self.refreshed_at: float | None = None
         # Why the wanted artifact was refused (closed set), beside ``last_error``'s sentence.
         self.last_refusal: Refusal | None = None
         self._refused: dict[str, tuple[Refusal, str]] = {}
@@ -104,6 +108,7 @@ class LiveState:
                     problem = await self._load(session, wanted)
         # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
         self.last_error = problem
+        self.refreshed_at = time.monotonic()
 
     @property
     def pin_problem(self) -> str | None:

@@ -13,10 +13,11 @@ Signals (each adds risk points, capped at 1.0):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, cast
 
 from app.gates.context import resolve_reference_price
+from app.numbers import DECIMAL_CONTEXT
 from app.review.schemas import (
     Action,
     ReviewRequest,
@@ -173,8 +174,26 @@ def _signals(request: ReviewRequest, p: dict[str, float]) -> tuple[list[_Signal]
 
 
 def review(request: ReviewRequest, params: dict[str, float] | None = None) -> ReviewVerdict:
-    """Score the request and answer approve / adjust (reduce) / veto with a confidence."""
-    p = {**DEFAULT_PARAMS, **(params or {})}
+    """Score the request and answer approve / adjust (reduce) / veto with a confidence.
+
+    Decimal arithmetic runs under the bounded context; input the scorer cannot compute on is
+    a veto (the defensive answer), never an exception."""
+    try:
+        with localcontext(DECIMAL_CONTEXT):
+            return _review(request, {**DEFAULT_PARAMS, **(params or {})})
+    except (ArithmeticError, ValueError) as exc:
+        return ReviewVerdict(
+            verdict=Verdict.VETO,
+            confidence=0.9,
+            uncertainty=Uncertainty.HIGH,
+            rationale=f"Heuristic veto: the request could not be scored ({type(exc).__name__})."[
+                :280
+            ],
+            risk_flags=["unscorable_input"],
+        )
+
+
+def _review(request: ReviewRequest, p: dict[str, float]) -> ReviewVerdict:
     signals, hard_veto = _signals(request, p)
     flags = [s.flag for s in signals]
     if hard_veto is not None:

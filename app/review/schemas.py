@@ -3,7 +3,10 @@
 The request mirrors, field for field, the review request of the system this service replaces
 so its scheduler can call us unchanged. Unknown top-level fields are refused; nested free-form
 maps (``params``, ``account``, ``domains``) stay open because the scheduler owns them.
-Decimals are accepted as strings or numbers; NaN and infinities never pass.
+Decimals are accepted as strings or numbers and bounded (``app.numbers``: at most 15 digits
+before the point and 18 after; NaN and infinities never pass); they are written back in plain
+notation. The whole document is bounded first (``app.review.bounds``: depth, sizes, control
+characters), so every free-form map obeys the same caps.
 """
 
 from __future__ import annotations
@@ -13,7 +16,18 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from app.numbers import decimal_problem, plain, precision_step
+from app.review.bounds import document_problem
 
 # ----------------------------------------------------------------------------- vocabularies
 
@@ -66,9 +80,24 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-FiniteDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
-PositiveDecimal = Annotated[Decimal, Field(allow_inf_nan=False, gt=0)]
-NonNegDecimal = Annotated[Decimal, Field(allow_inf_nan=False, ge=0)]
+def _bounded(value: Decimal) -> Decimal:
+    problem = decimal_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(
+            "decimal_out_of_bounds", "decimal {problem}", {"problem": problem}
+        )
+    return value
+
+
+# Written as a plain string (never "1E+18") in JSON: answers and stored rows alike.
+PlainDecimal = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
+FiniteDecimal = Annotated[PlainDecimal, Field(allow_inf_nan=False), AfterValidator(_bounded)]
+PositiveDecimal = Annotated[
+    PlainDecimal, Field(allow_inf_nan=False, gt=0), AfterValidator(_bounded)
+]
+NonNegDecimal = Annotated[PlainDecimal, Field(allow_inf_nan=False, ge=0), AfterValidator(_bounded)]
+# Identifiers stored in their own columns: no control character at all (not even a newline).
+Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
 Symbol = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9./:_-]+$")]
 
@@ -92,14 +121,14 @@ class RegimeHMM(_Open):
 
 
 class DecisionIn(_Open):
-    strategy_id: str = Field(min_length=1, max_length=128)
+    strategy_id: Ident
     symbol: Symbol
     action: Action
     qty: PositiveDecimal
     order_type: OrderType
     time_in_force: TimeInForce
     event_ts: UtcDatetime
-    timeframe: str = Field(min_length=1, max_length=32)
+    timeframe: Annotated[Ident, Field(max_length=32)]
     rationale: str | None = Field(default=None, max_length=4000)
     regime_hmm: RegimeHMM | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -161,6 +190,18 @@ class PolicyIn(BaseModel):
 class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_document(cls, data: Any) -> Any:
+        # Before any field: one depth/size/control-character rule for the whole document.
+        problem = document_problem(data)
+        if problem is not None:
+            path, what = problem
+            raise PydanticCustomError(
+                "unsafe_input", "{path}: {what}", {"path": path, "what": what}
+            )
+        return data
+
     decision: DecisionIn
     portfolio: PortfolioIn
     market: MarketIn | None = None
@@ -200,10 +241,10 @@ class ReviewVerdict(BaseModel):
 class OrderOut(BaseModel):
     symbol: str
     action: Action
-    qty: Decimal
+    qty: PlainDecimal
     order_type: OrderType
     time_in_force: TimeInForce
-    limit_price: Decimal | None = None
+    limit_price: PlainDecimal | None = None
     limit_price_assumed: bool = False
     resized: bool = False
 
@@ -216,9 +257,9 @@ class ReviewOut(BaseModel):
     rationale: str
     risk_flags: list[str]
     required_checks: list[str]
-    adjusted_qty: Decimal | None = None
+    adjusted_qty: PlainDecimal | None = None
     adjusted_order_type: OrderType | None = None
-    adjusted_limit_price: Decimal | None = None
+    adjusted_limit_price: PlainDecimal | None = None
 
 
 class GateOut(BaseModel):
@@ -276,17 +317,13 @@ def confidence_band(confidence: float) -> Literal["low", "medium", "high"]:
     return "low"
 
 
-def _step(original: Decimal) -> Decimal:
-    exponent = original.normalize().as_tuple().exponent
-    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return Decimal(1).scaleb(-places)
-
-
 def round_down_like(qty: Decimal, original: Decimal) -> Decimal:
-    """Round ``qty`` down to the decimal places of ``original`` (whole shares stay whole)."""
-    return qty.quantize(_step(original), rounding=ROUND_DOWN)
+    """Round ``qty`` down to the decimal places of ``original`` (whole shares stay whole).
+
+    Run it under ``app.numbers.DECIMAL_CONTEXT``: a bounded value has up to 33 digits."""
+    return qty.quantize(precision_step(original), rounding=ROUND_DOWN)
 
 
 def round_up_like(qty: Decimal, original: Decimal) -> Decimal:
     """Round ``qty`` up to the decimal places of ``original``."""
-    return qty.quantize(_step(original), rounding=ROUND_UP)
+    return qty.quantize(precision_step(original), rounding=ROUND_UP)

@@ -22,7 +22,8 @@ from tests.support.logs import logged
 from tests.support.registry import scalar
 from tests.support.requests import base_request
 
-AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
+TOKEN = "s3cret-admin-token-0123456789abcdef"  # >= 32 characters (settings refuse shorter)
+AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Operator": "alice"}
 
 
 async def set_controls(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
@@ -39,7 +40,7 @@ async def test_halt_and_revert_when_changed_then_both_listed_with_actor_reason_b
     app_factory: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trade_review")
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         halt = await set_controls(client, trading_state="HALTED")  # no reason: never blocked
         assert halt.status_code == 200, halt.text
         assert halt.json()["changed"] == ["trading_state"]
@@ -81,7 +82,7 @@ async def test_halt_and_revert_when_changed_then_both_listed_with_actor_reason_b
 async def test_relaxing_change_when_no_reason_then_422_and_nothing_written(
     app_factory: AppFactory, database_url: str, start: dict[str, Any], relax: dict[str, Any]
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         assert (await set_controls(client, **start)).status_code == 200
         count = len((await history(client))["events"])
         for reason in ("", "   "):
@@ -98,7 +99,7 @@ async def test_relaxing_change_when_no_reason_then_422_and_nothing_written(
 async def test_change_when_nothing_differs_then_no_event_and_empty_body_is_422(
     app_factory: AppFactory,
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         same = await set_controls(client, trading_state="ACTIVE", reason="noop")
         assert same.status_code == 200 and same.json()["changed"] == []
         empty = await set_controls(client, reason="nothing")
@@ -109,7 +110,7 @@ async def test_change_when_nothing_differs_then_no_event_and_empty_body_is_422(
 async def test_20_concurrent_changes_then_history_is_one_unbroken_chain(
     app_factory: AppFactory, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         states = ["HALTED", "REDUCING", "ACTIVE", "HALTED"] * 5
         results = await asyncio.gather(
             *(set_controls(client, trading_state=s, reason=f"r{i}") for i, s in enumerate(states))
@@ -127,7 +128,7 @@ async def test_20_concurrent_changes_then_history_is_one_unbroken_chain(
 async def test_history_when_paged_then_every_event_once_newest_first(
     app_factory: AppFactory,
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         for flag in (True, False, True, False, True):
             r = await set_controls(client, dspy_disabled=flag, reason="flip")
             assert r.status_code == 200
@@ -146,7 +147,7 @@ async def test_history_when_paged_then_every_event_once_newest_first(
 async def test_history_rows_when_updated_in_database_then_refused(
     app_factory: AppFactory, database_url: str, table: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         assert (await set_controls(client, trading_state="HALTED")).status_code == 200
     engine = create_async_engine(database_url)
     try:
@@ -161,7 +162,7 @@ async def test_history_rows_when_updated_in_database_then_refused(
 async def test_halt_when_recorded_then_replicas_reject_and_event_matches_row(
     app_factory: AppFactory, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         assert (await set_controls(client, trading_state="HALTED")).status_code == 200
         for _ in range(40):
             body = (
@@ -213,7 +214,7 @@ async def test_cli_when_controls_changed_then_event_names_cli_actor_and_history_
 async def test_operator_when_longest_allowed_then_recorded_whole_and_longer_is_422(
     app_factory: AppFactory,
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         longest = "o" * (128 - len("operator:"))
         ok = await client.post(
             "/admin/controls",

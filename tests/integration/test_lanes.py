@@ -38,7 +38,8 @@ from jangar_stub import AnswerRule, Behaviour, JangarStub
 from tests.conftest import AppFactory, Clock, make_settings, truncate
 from tests.support.requests import base_request
 
-AUTH = {"Authorization": "Bearer t"}
+TOKEN = "lanes-admin-token-0123456789abcdef"  # >= 32 characters (settings refuse shorter)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Scenario seed and size where the test split holds event-risk orders (checked, deterministic).
 SEED = 9
 N = 100
@@ -116,7 +117,7 @@ async def test_full_cycle_when_candidate_passes_then_promoted_served_and_rolled_
     instructed_model(jangar_stub)
     compiled_before = sample("trade_review_lane_runs_total", lane="compile", outcome="ok")
     async with app_factory(
-        admin_token="t", jangar_base_url=jangar_stub.base_url, learn_shadow_duration_days=0
+        admin_token=TOKEN, jangar_base_url=jangar_stub.base_url, learn_shadow_duration_days=0
     ) as (client, app):
         old = app.state.pipeline.live.artifact.artifact_hash  # the bootstrap heuristic
 
@@ -254,7 +255,7 @@ async def test_compile_when_other_optimizer_selected_then_candidate_records_it(
     sqlite_url: str, jangar_stub: JangarStub, optimizer: str, extra: dict[str, Any]
 ) -> None:
     instructed_model(jangar_stub)
-    running = sqlite_app(sqlite_url, admin_token="t", jangar_base_url=jangar_stub.base_url)
+    running = sqlite_app(sqlite_url, admin_token=TOKEN, jangar_base_url=jangar_stub.base_url)
     async with running as (client, _):
         r = await admin(client, "/admin/lanes/synthetic", {"n": 40, "seed": 2})
         dataset = r.json()["dataset_hash"]
@@ -272,7 +273,7 @@ async def test_compile_when_other_optimizer_selected_then_candidate_records_it(
 async def test_eval_when_gateway_fails_then_promotion_denied_with_reasons_recorded(
     sqlite_url: str, jangar_stub: JangarStub
 ) -> None:
-    async with sqlite_app(sqlite_url, admin_token="t", jangar_base_url=jangar_stub.base_url) as (
+    async with sqlite_app(sqlite_url, admin_token=TOKEN, jangar_base_url=jangar_stub.base_url) as (
         client,
         _,
     ):
@@ -317,7 +318,7 @@ async def test_eval_when_gateway_fails_then_promotion_denied_with_reasons_record
 async def test_dataset_build_when_reviews_have_outcomes_then_labelled_by_pnl_and_reproducible(
     sqlite_url: str,
 ) -> None:
-    async with sqlite_app(sqlite_url, admin_token="t") as (client, app):
+    async with sqlite_app(sqlite_url, admin_token=TOKEN) as (client, app):
         r = await client.post("/admin/lanes/synthetic", json={"n": 5})
         assert r.status_code == 401
         ids = [(await review(client))["review_id"] for _ in range(3)]

@@ -33,6 +33,7 @@ from tests.support.server import running_service
 
 ADMIN_TOKEN = "adm-" + uuid.uuid4().hex
 JANGAR_KEY = "jk-" + uuid.uuid4().hex
+SCHEDULER_TOKEN = "sch-" + uuid.uuid4().hex
 
 
 async def _live_app(
@@ -181,6 +182,7 @@ def test_a_run_logs_json_lines_without_any_secret(
     env = {
         "DATABASE_URL": f"sqlite+aiosqlite:///{db}",
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SCHEDULER_TOKEN": SCHEDULER_TOKEN,
         "JANGAR_BASE_URL": jangar_stub.base_url,
         "JANGAR_API_KEY": JANGAR_KEY,
         "LOG_ACCESS": "true",
@@ -192,8 +194,15 @@ def test_a_run_logs_json_lines_without_any_secret(
         running_service(env, log_path=log) as base,
         httpx.Client(base_url=base, timeout=10) as http,
     ):
-        r = http.post("/review", json=base_request(strategy_id="logs-1"))
+        scheduler = {"authorization": f"Bearer {SCHEDULER_TOKEN}"}
+        r = http.post("/review", json=base_request(strategy_id="logs-1"), headers=scheduler)
         assert r.status_code == 200, r.text
+        refused = http.post(
+            "/review",
+            json=base_request(strategy_id="logs-2"),
+            headers={"authorization": f"Bearer {SCHEDULER_TOKEN[::-1]}"},
+        )
+        assert refused.status_code == 401
         wrong = http.get(
             "/admin/controls",
             headers={"authorization": "Bearer not-" + ADMIN_TOKEN, "x-operator": "mallory"},
@@ -207,6 +216,8 @@ def test_a_run_logs_json_lines_without_any_secret(
     text = log.read_text()
     assert ADMIN_TOKEN not in text
     assert JANGAR_KEY not in text
+    assert SCHEDULER_TOKEN not in text
+    assert SCHEDULER_TOKEN[::-1] not in text
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     events = {x["event"] for x in lines}
     assert "service.started" in events
@@ -214,6 +225,10 @@ def test_a_run_logs_json_lines_without_any_secret(
     assert len(auth) == 1
     assert auth[0]["route"] == "GET /admin/controls"
     assert auth[0]["operator"] == "mallory"
+    assert auth[0]["credential"] == "wrong"
+    sched = [x for x in lines if x["event"] == "scheduler.auth_failed"]
+    assert len(sched) == 1
+    assert sched[0]["route"] == "POST /review"
     assert any(x["event"] == "log" and "/review" in x.get("message", "") for x in lines)
     assert 'trade_review_build_info{build_sha="feedbeef",image_digest="sha256:' in metrics
     assert docs.status_code == 200

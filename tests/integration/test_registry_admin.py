@@ -20,7 +20,8 @@ from app.registry.evidence import EvidenceKind
 from tests.support.registry import add_artifact, make_active, scorecard
 from tests.support.requests import base_request
 
-AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
+TOKEN = "s3cret-admin-token-0123456789abcdef"  # >= 32 characters (settings refuse shorter)
+AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Operator": "alice"}
 
 
 async def make_artifact(app: Any, n: int, *, card: dict[str, Any] | None = None) -> str:
@@ -71,12 +72,12 @@ async def test_admin_when_no_token_configured_then_503_admin_disabled(app_factor
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}]
 )
 async def test_admin_when_token_missing_or_wrong_then_401(
     app_factory: Any, headers: dict[str, str]
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         for path in ("/admin/artifacts", "/admin/controls"):
             r = await client.get(path, headers=headers)
             assert r.status_code == 401
@@ -86,7 +87,7 @@ async def test_admin_when_token_missing_or_wrong_then_401(
 async def test_promotion_when_evidence_complete_then_serves_and_rollback_restores(
     app_factory: Any,
 ) -> None:
-    async with app_factory(admin_token="s3cret", learn_shadow_duration_days=0) as (client, app):
+    async with app_factory(admin_token=TOKEN, learn_shadow_duration_days=0) as (client, app):
         listing = (await client.get("/admin/artifacts", headers=AUTH)).json()
         original = listing["served_hash"]
         assert listing["pinned_hash"] is None
@@ -130,7 +131,7 @@ async def test_promotion_when_evidence_complete_then_serves_and_rollback_restore
 async def test_promotion_when_scorecard_fails_then_gate_failed_and_recorded(
     app_factory: Any, card: dict[str, Any], needle: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         digest = await make_artifact(app, 2)
         async with unit_of_work(app.state.pipeline.factory) as s:
             await evidence.add(
@@ -153,7 +154,7 @@ async def test_promotion_when_scorecard_fails_then_gate_failed_and_recorded(
 
 
 async def test_promotion_when_no_scorecard_then_gate_failed(app_factory: Any) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         manifest, state = heuristic_bootstrap("trade-review", "v1")
         state["heuristic"]["params"]["flag_points"] = 0.42
         async with unit_of_work(app.state.pipeline.factory) as s:
@@ -168,7 +169,7 @@ async def test_promotion_when_no_scorecard_then_gate_failed(app_factory: Any) ->
 async def test_invalid_transition_when_requested_then_409_invalid_transition(
     app_factory: Any,
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         digest = await make_artifact(app, 3)
         r = await transition(client, digest, "canary")
         assert r.status_code == 409  # candidate -> canary is not in the table
@@ -179,7 +180,7 @@ async def test_invalid_transition_when_requested_then_409_invalid_transition(
 async def test_20_concurrent_shadow_promotions_then_one_wins_and_19_get_409(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         hashes = [await make_artifact(app, 100 + i) for i in range(20)]
         results = await asyncio.gather(*(transition(client, h, "shadow") for h in hashes))
         codes = sorted(r.status_code for r in results)
@@ -209,7 +210,7 @@ async def test_20_concurrent_shadow_promotions_then_one_wins_and_19_get_409(
 async def test_20_concurrent_rollbacks_then_exactly_one_active_at_every_moment(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret", learn_shadow_duration_days=0) as (client, app):
+    async with app_factory(admin_token=TOKEN, learn_shadow_duration_days=0) as (client, app):
         # Five artifacts activated in turn (with evidence): five rollback targets behind them.
         for i in range(5):
             digest = await make_artifact(app, 200 + i)
@@ -273,7 +274,7 @@ async def test_20_concurrent_rollbacks_then_exactly_one_active_at_every_moment(
 async def test_retention_when_many_retired_then_only_last_10_keep_state(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+    async with app_factory(admin_token=TOKEN) as (client, app):
         hashes = [await make_artifact(app, 300 + i) for i in range(12)]
         for h in hashes:
             assert (await transition(client, h, "retired")).status_code == 200
@@ -298,12 +299,12 @@ async def test_retention_when_many_retired_then_only_last_10_keep_state(
 async def test_pinned_hash_when_formerly_active_then_registry_reports_and_serves_it(
     app_factory: Any,
 ) -> None:
-    async with app_factory(admin_token="s3cret", learn_shadow_duration_days=0) as (client, app):
+    async with app_factory(admin_token=TOKEN, learn_shadow_duration_days=0) as (client, app):
         digest = await make_artifact(app, 400)
         await make_active(app, digest)
         rb = await client.post("/admin/artifacts/rollback", json={"reason": "bad"}, headers=AUTH)
         assert rb.json()["replaced"] == digest  # retired now, but it was active: may be pinned
-    async with app_factory(admin_token="s3cret", llm_dspy_artifact_hash=digest) as (client, _):
+    async with app_factory(admin_token=TOKEN, llm_dspy_artifact_hash=digest) as (client, _):
         listing = (await client.get("/admin/artifacts", headers=AUTH)).json()
         assert listing["pinned_hash"] == digest
         assert listing["served_hash"] == digest
@@ -316,7 +317,7 @@ async def test_pinned_hash_when_formerly_active_then_registry_reports_and_serves
 
 
 async def test_controls_when_set_via_admin_then_recorded_and_applied(app_factory: Any) -> None:
-    async with app_factory(admin_token="s3cret") as (client, _):
+    async with app_factory(admin_token=TOKEN) as (client, _):
         r = await client.post(
             "/admin/controls", json={"trading_state": "HALTED", "reason": "drill"}, headers=AUTH
         )

@@ -46,8 +46,9 @@ from tests.support.registry import (
 )
 from tests.support.requests import base_request
 
-AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
-ADMIN = {"admin_token": "s3cret", "learn_shadow_duration_days": 0}
+TOKEN = "s3cret-admin-token-0123456789abcdef"  # >= 32 characters (settings refuse shorter)
+AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Operator": "alice"}
+ADMIN = {"admin_token": TOKEN, "learn_shadow_duration_days": 0}
 APPROVAL = {"approver": "bob", "ticket": "CHG-1"}
 
 

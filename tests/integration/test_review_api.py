@@ -234,13 +234,15 @@ async def test_order_rate_when_strategy_exceeds_window_limit_then_rejects(
     client: httpx.AsyncClient,
 ) -> None:
     # config/policy.yaml: 30 submitted orders per strategy per 60 s, counted from stored rows.
+    # One share each (distinct rationales): their reserved quantities (31 x $200) stay far
+    # under the position limit, so only the rate can stop them.
     decisions = []
     for i in range(31):
-        body = (await post(client, base_request(strategy_id="rate-limited", qty=str(i + 1)))).json()
-        decisions.append(body["decision"])
+        req = base_request(strategy_id="rate-limited", qty="1", rationale=f"order {i}")
+        decisions.append((await post(client, req)).json()["decision"])
     assert decisions[:30] == ["submit"] * 30
     assert decisions[30] == "reject"
-    last = (await post(client, base_request(strategy_id="rate-limited", qty="99"))).json()
+    last = (await post(client, base_request(strategy_id="rate-limited", qty="2"))).json()
     assert "order_rate" in last["reasons"]
     other = (await post(client, base_request(strategy_id="another-strategy"))).json()
     assert other["decision"] == "submit"

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.support.server import running_service
 
-TOKEN = "schemathesis-token"
+TOKEN = "schemathesis-admin-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")

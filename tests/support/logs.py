@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of one record (empty for a plain log line)."""
+    got = getattr(record, "fields", None)
+    return dict(got) if isinstance(got, dict) else {}  # pyright: ignore[reportUnknownArgumentType]
 
 
 def logged(caplog: pytest.LogCaptureFixture, name: str, **fields: Any) -> bool:

@@ -135,10 +135,11 @@ def test_review_when_same_input_then_identical_verdict() -> None:
         assert review(reparsed) == first
 
 
-def test_review_when_equity_is_positive_but_underflows_float_then_still_answers() -> None:
-    # The schema accepts "1e-400" (> 0 as a Decimal); as a float it is 0.0.
+def test_review_when_equity_is_the_smallest_positive_decimal_then_flags_exposure() -> None:
+    # The schema's smallest positive decimal (18 places): the share is computed in Decimal
+    # under the bounded context (no float underflow, no overflow), and it is concentrated.
     body = base_request(now=NOW)
-    body["portfolio"]["equity"] = "1e-400"
+    body["portfolio"]["equity"] = "0.000000000000000001"
 
     verdict = review(make_request(body))
 
@@ -192,7 +193,7 @@ def _messy(rng: random.Random) -> ReviewRequest:
     }
     body["decision"]["regime_hmm"] = rng.choice(
         [
-            {"entropy": str(rng.choice([-1e9, 0, 0.7, 0.85, 1e300]))},
+            {"entropy": str(rng.choice([-1e9, 0, 0.7, 0.85, 1e14]))},
             {"entropy_band": rng.choice(["high", "MEDIUM", "weird", ""])},
             {},
         ]
@@ -221,3 +222,18 @@ def test_review_when_inputs_are_messy_then_verdict_stays_within_schema_bounds() 
         assert len(verdict.risk_flags) <= 32
     # The sample reaches every scored outcome, not only hard vetoes.
     assert {Verdict.APPROVE, Verdict.ADJUST, Verdict.VETO} <= seen
+
+
+def test_review_when_qty_is_the_largest_bounded_decimal_then_reduces_without_raising() -> None:
+    # 33 significant digits: rounding it in the default 28-digit context raises
+    # InvalidOperation; the scorer runs under app.numbers.DECIMAL_CONTEXT and shrinks it.
+    qty = "999999999999999.999999999999999999"
+    body = base_request(now=NOW, qty=qty, params={"price_snapshot": "200", "volatility": 0.05})
+
+    verdict = review(make_request(body))
+
+    assert verdict.verdict == "adjust", verdict
+    assert "unscorable_input" not in verdict.risk_flags
+    assert verdict.adjusted_qty is not None
+    assert Decimal(0) < verdict.adjusted_qty < Decimal(qty)
+    assert verdict.adjusted_qty.as_tuple().exponent == -18

@@ -1,8 +1,8 @@
 """Architecture rules, checked on the source (ast), not by importing it.
 
-- Pure modules (gates, registry states/hashing, the heuristic, the splitter, drift statistics)
-  import no web, database, HTTP or DSPy library, not even through another ``app`` module, and
-  never read a clock: time comes in as an argument.
+- Pure modules (gates, decimal rules, request bounds, registry states/hashing, the heuristic,
+  the splitter, drift statistics) import no web, database, HTTP or DSPy library, not even
+  through another ``app`` module, and never read a clock: time comes in as an argument.
 - Only the DSPy boundary modules import dspy.
 - ``commit`` is called only by the session module (the one commit/rollback boundary).
 """
@@ -44,13 +44,17 @@ def rel(path: Path) -> str:
 def pure_modules() -> list[Path]:
     paths = sorted((APP / "gates").glob("*.py"))
     for name in (
+        "numbers.py",
+        "review/bounds.py",
         "registry/states.py",
         "registry/hashing.py",
         "registry/artifact.py",
         "controls/changes.py",
         "review/heuristic.py",
+        "review/budget.py",
         "rollout/splitter.py",
         "drift/stats.py",
+        "drift/features.py",
     ):
         if (APP / name).exists():
             paths.append(APP / name)
@@ -168,6 +172,9 @@ def test_pure_module_list_when_collected_then_covers_the_known_ones() -> None:
     names = {rel(p) for p in pure_modules()}
     assert {
         "app/gates/checks.py",
+        "app/gates/prices.py",
+        "app/numbers.py",
+        "app/review/bounds.py",
         "app/registry/states.py",
         "app/registry/hashing.py",
         "app/review/heuristic.py",

@@ -235,27 +235,29 @@ def test_plan_when_adjusted_qty_has_more_decimals_then_rounded_down_like_origina
         ),
         pytest.param({}, "200.00", True, id="then_reference_price_assumed"),
         pytest.param(
+            # A limit price the strategy gave but that is unusable is never swapped for an
+            # assumed one: no limit price, and the collar gate fails closed.
             {"params": {"price_snapshot": "200", "limit_price": "0"}},
-            "200.00",
-            True,
-            id="non_positive_params_limit_price_ignored",
+            None,
+            False,
+            id="non_positive_params_limit_price_not_replaced",
         ),
         pytest.param(
             {"params": {"price_snapshot": "200", "limit_price": "n/a"}},
-            "200.00",
-            True,
-            id="unparseable_params_limit_price_ignored",
+            None,
+            False,
+            id="unparseable_params_limit_price_not_replaced",
         ),
     ],
 )
 def test_plan_when_limit_order_then_limit_price_resolved_in_order(
-    decision: dict[str, Any], expected: str, assumed: bool
+    decision: dict[str, Any], expected: str | None, assumed: bool
 ) -> None:
     request = make_request(order_type="limit", **decision)
 
     result = plan(request, make_verdict("approve"))
 
-    assert result.limit_price == Decimal(expected)
+    assert result.limit_price == (Decimal(expected) if expected is not None else None)
     assert result.limit_price_assumed is assumed
 
 
@@ -290,3 +292,101 @@ def test_plan_when_adjusted_from_limit_to_market_then_limit_price_dropped() -> N
     assert result.order_type is OrderType.MARKET
     assert (result.limit_price, result.limit_price_assumed) == (None, False)
     assert "order type limit -> market" in result.adjustment_note
+
+
+# ----------------------------------------------------------------------------- lots, precision
+
+
+def lot_limits(lot: str) -> PolicyLimits:
+    return PolicyLimits.model_validate({"quantity": {"lot_size": lot}})
+
+
+def test_plan_when_min_and_max_leave_no_step_of_order_precision_then_problem() -> None:
+    # 10 x [0.25, 0.26] = [2.5, 2.6]: no whole share lies inside, the adjustment is refused.
+    request = make_request(
+        qty="10", policy={"min_qty_multiplier": "0.25", "max_qty_multiplier": "0.26"}
+    )
+
+    result = plan(request, make_verdict(adjusted_qty="2.55"))
+
+    assert result.adjustment_problem == "no quantity in [2.50, 2.60] at order precision"
+    assert result.qty == Decimal(10)  # the original order stays what the gates judge
+    assert result.resized is False
+
+
+def test_plan_when_min_and_max_hold_exactly_one_step_then_that_step() -> None:
+    # [2.5, 3.0]: 3 is the one whole share inside (at the upper limit).
+    request = make_request(
+        qty="10", policy={"min_qty_multiplier": "0.25", "max_qty_multiplier": "0.3"}
+    )
+
+    result = plan(request, make_verdict(adjusted_qty="2.55"))
+
+    assert (result.qty, result.adjustment_problem) == (Decimal(3), None)
+
+
+@pytest.mark.parametrize(
+    ("qty", "lot", "expected", "resized"),
+    [
+        pytest.param("10", "0.000001", "10", False, id="whole_shares_untouched"),
+        pytest.param("0.0000019", "0.000001", "0.000001", True, id="rounded_down_to_one_lot"),
+        pytest.param("0.0000009", "0.000001", "0", True, id="below_one_lot_rounds_to_zero"),
+        pytest.param("250", "100", "200", True, id="round_lots_of_100"),
+        pytest.param("300", "100", "300", False, id="exact_round_lots"),
+        pytest.param("1E+3", "1", "1000", False, id="exponent_notation_is_a_whole_number"),
+    ],
+)
+def test_plan_when_qty_is_not_a_whole_lot_then_rounded_down_to_the_lot(
+    qty: str, lot: str, expected: str, resized: bool
+) -> None:
+    result = plan(make_request(qty=qty), make_verdict("approve"), lot_limits(lot))
+
+    assert result.qty == Decimal(expected)
+    assert result.resized is resized
+    assert result.adjustment_problem is None
+    if resized:
+        assert f"rounded down to lot size {lot}: {expected}" in result.adjustment_note
+        assert "E" not in result.adjustment_note
+
+
+def test_plan_when_adjusting_with_round_lots_then_result_is_a_whole_lot_within_bounds() -> None:
+    request = make_request(qty="1000", policy={"min_qty_multiplier": "0.25"})
+
+    result = plan(request, make_verdict(adjusted_qty="333"), lot_limits("100"))
+
+    assert (result.qty, result.adjustment_problem) == (Decimal(300), None)
+
+
+def test_plan_when_min_bound_needs_rounding_up_to_a_lot_then_next_lot() -> None:
+    # [250, 1000] with lots of 100: 250 rounds up to 300.
+    request = make_request(qty="1000", policy={"min_qty_multiplier": "0.25"})
+
+    result = plan(request, make_verdict(adjusted_qty="1"), lot_limits("100"))
+
+    assert (result.qty, result.adjustment_problem) == (Decimal(300), None)
+
+
+def test_plan_when_arithmetic_cannot_complete_then_problem_not_exception() -> None:
+    # A lot size so small that qty / lot overflows the context's exponent range.
+    limits = PolicyLimits.model_validate({"quantity": {"lot_size": "1e-999999"}})
+
+    result = plan(make_request(), make_verdict("approve"), limits)
+
+    assert result.adjustment_problem is not None
+    assert "could not be planned" in result.adjustment_problem
+    assert result.qty == Decimal(10)
+
+
+def test_plan_when_largest_bounded_qty_is_adjusted_then_computes_exactly() -> None:
+    # 15 integer digits + 18 decimals: 33 digits, more than the default 28-digit context holds.
+    qty = "999999999999999.999999999999999999"
+    request = make_request(qty=qty, policy={"min_qty_multiplier": "0.5"})
+
+    result = plan(
+        request,
+        make_verdict(adjusted_qty="500000000000000.000000000000000001"),
+        lot_limits("0.000000000000000001"),
+    )
+
+    assert result.adjustment_problem is None
+    assert result.qty == Decimal("500000000000000.000000000000000001")
