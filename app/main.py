@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import admin, health, lanes, metrics_route, outcomes, review
 from app.api.responses import OrjsonResponse
-from app.db.session import create_engine, create_session_factory
+from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
 from app.gates.limits import load_policy
 from app.observability import metrics
@@ -56,6 +56,20 @@ def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor 
     executor = LiveExecutor(settings, http)
     publish_breaker_state(executor.breaker.state)
     return executor
+
+
+def _start_rollout_controller(
+    app: FastAPI, settings: Settings, factory: SessionFactory, clock: Callable[[], datetime]
+) -> asyncio.Task[None] | None:
+    """The canary controller + post-promotion watch, under a database lease (one replica)."""
+    from app.rollout.controller import build
+
+    controller, loop = build(factory, settings, clock)
+    app.state.rollout_controller = controller
+    app.state.rollout_loop = loop
+    if not settings.rollout_controller_enabled:
+        return None
+    return asyncio.create_task(loop.run())
 
 
 def create_app(
@@ -107,13 +121,16 @@ def create_app(
             reader=reader,
         )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
+        controller_task = _start_rollout_controller(app, settings, factory, clock)
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, controller_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await reader.stop()
             await writer.stop()
             await http.aclose()

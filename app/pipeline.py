@@ -52,6 +52,7 @@ from app.review.schemas import (
 from app.reviews import repository as reviews
 from app.reviews.reader import PrecheckReader
 from app.reviews.writer import ReviewWriter
+from app.rollout import routing
 
 # Failures that mean "the audit store cannot be reached", as opposed to a bug.
 _DB_DOWN: tuple[type[BaseException], ...] = (
@@ -194,8 +195,8 @@ async def _decide_once(
     t_read = time.perf_counter()
 
     controls = deps.live.controls
-    artifact = deps.live.artifact
-    arm = Arm.PINNED if deps.live.pinned_hash else Arm.ACTIVE
+    artifact, on_canary = routing.choose(deps.live, request)
+    arm = Arm.PINNED if deps.live.pinned_hash else Arm.CANARY if on_canary else Arm.ACTIVE
     outcome = await deps.runtime.review(
         request,
         artifact,

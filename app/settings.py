@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     learn_gate_delta_sharpe: float | None = None  # overrides config/promotion.yaml
     learn_gate_maxdd_tol: float | None = Field(default=None, ge=0)
 
+    # --- progressive delivery (rollout) ------------------------------------------------
+    rollout_controller_enabled: bool = True  # off switch for the in-service controller
+    rollout_controller_period_seconds: float = Field(default=15.0, gt=0, le=3600)
+    rollout_default_window_seconds: float = Field(default=600.0, gt=0)
+    rollout_default_min_samples: int = Field(default=50, ge=1)
+    # Latency stops need the p95 gap to exceed this too: a 1.15x ratio of tiny numbers is noise.
+    rollout_latency_floor_ms: float = Field(default=25.0, ge=0)
+    post_promotion_watch_enabled: bool = True  # automatic rollback after a bad promotion
+    post_promotion_watch_seconds: float = Field(default=1800.0, gt=0)
+    post_promotion_min_samples: int = Field(default=20, ge=1)
+    post_promotion_max_fallback_rate: float = Field(default=0.05, ge=0, le=1)
+    post_promotion_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+
     # --- service ---------------------------------------------------------------------------
     admin_token: SecretStr | None = None
     live_trading_enabled: bool = False

@@ -20,6 +20,8 @@ from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
+    "rollout_events",
+    "rollouts",
     "service_leases",
     "artifact_evidence",
     "artifact_events",

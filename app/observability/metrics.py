@@ -94,3 +94,28 @@ LANE_DURATION = Histogram(
     ["lane"],
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
 )
+
+# --- rollout (canary, controller, post-promotion watch) ---------------------------------------
+CANARY_WEIGHT = Gauge(
+    "trade_review_canary_weight",
+    "Share of routing keys (percent) this replica sends to the canary arm",
+    ["program"],
+)
+ROLLOUT_DECISIONS = Counter(
+    "trade_review_rollout_decisions_total",
+    "Controller and operator rollout decisions (decision: start, step, hold, abort, graduate, "
+    "pause, resume)",
+    ["decision"],
+)
+ROLLOUT_ABORTS = Counter(
+    "trade_review_rollout_aborts_total",
+    "Canaries stopped (alert on any increase; trigger: controller | operator)",
+    ["trigger"],
+)
+POST_PROMOTION_ROLLBACKS = Counter(
+    "trade_review_post_promotion_rollbacks_total",
+    "Automatic rollbacks by the post-promotion watch (alert on any increase)",
+)
+ROLLOUT_CONTROLLER_LEADER = Gauge(
+    "trade_review_rollout_controller_leader", "1 when this replica holds the controller lease"
+)

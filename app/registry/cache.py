@@ -24,6 +24,8 @@ from app.observability.logging import event
 from app.registry import repository, service
 from app.registry.artifact import Artifact, ArtifactIntegrityError
 from app.registry.states import ArtifactState
+from app.rollout import repository as rollout_repo
+from app.rollout.repository import Route
 
 
 class LiveState:
@@ -51,6 +53,9 @@ class LiveState:
         self.bootstrapped = False
         self.last_error: str | None = None
         self._refused: dict[str, str] = {}
+        # Progressive delivery: the open rollout's split and its verified CANARY artifact.
+        self.route: Route | None = None
+        self.canary: Artifact | None = None
 
     @property
     def pinned_hash(self) -> str | None:
@@ -78,11 +83,35 @@ class LiveState:
             problem: str | None = None
             if wanted is not None and wanted != current:
                 problem = self._refused.get(wanted) or await self._load(session, wanted)
+            await self._refresh_route(session)
         # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
         self.last_error = problem
 
     async def _load(self, session: AsyncSession, wanted: str) -> str | None:
         """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise."""
+        loaded = await self._verified(session, wanted)
+        if isinstance(loaded, str):
+            return loaded
+        self._set_artifact(loaded)
+        return None
+
+    async def _refresh_route(self, session: AsyncSession) -> None:
+        """Load the open rollout's split; the canary serves only once verified and prepared."""
+        route = await rollout_repo.route(session, self._program)
+        if route is None or route.weight_pct <= 0:
+            self.route, self.canary = route, None
+        elif self.canary is None or self.canary.artifact_hash != route.candidate_hash:
+            loaded = None
+            if route.candidate_hash not in self._refused:
+                loaded = await self._verified(session, route.candidate_hash)
+            self.canary = loaded if isinstance(loaded, Artifact) else None
+            self.route = route if self.canary is not None else None
+        else:
+            self.route = route
+        metrics.CANARY_WEIGHT.labels(self._program).set(self.route.weight_pct if self.route else 0)
+
+    async def _verified(self, session: AsyncSession, wanted: str) -> Artifact | str:
+        """The verified, prepared artifact, or why it was refused."""
         row = await repository.get_by_hash(session, wanted)
         if row is None:  # not refused for good: it may be committed by the next poll
             metrics.ARTIFACT_LOAD_FAILURES.labels("missing").inc()
@@ -97,8 +126,7 @@ class LiveState:
         except Exception as exc:  # unreadable manifest or program state: refuse, keep serving
             reason, label = f"artifact {wanted} unreadable: {exc}", "invalid"
         else:
-            self._set_artifact(loaded)
-            return None
+            return loaded
         self._refused[wanted] = reason
         metrics.ARTIFACT_LOAD_FAILURES.labels(label).inc()
         event("artifact.refused", logging.ERROR, error=reason)
