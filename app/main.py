@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import admin, health, lanes, metrics_route, outcomes, review
+from app.api import admin, health, lanes, metrics_route, outcomes, review, rollout_admin
 from app.api.responses import OrjsonResponse
 from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -149,6 +149,7 @@ def create_app(
     app.include_router(metrics_route.router)
     app.include_router(outcomes.router)
     app.include_router(admin.router)
+    app.include_router(rollout_admin.router)
     app.include_router(lanes.router)
 
     @app.exception_handler(ServiceError)

@@ -95,8 +95,10 @@ async def start(
     thresholds: Thresholds,
     reason: str,
     now: datetime,
-) -> RolloutRow:
-    """Move ``candidate`` SHADOW -> CANARY (evidence checked) and open its rollout at step 0."""
+) -> RolloutRow | RolloutDenied:
+    """Move ``candidate`` SHADOW -> CANARY (evidence checked) and open its rollout at step 0.
+
+    A denial is returned, not raised, so the caller commits its record (as ``promote`` does)."""
     if not steps or any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
         raise RolloutError("steps must be increasing percentages in (0, 100]")
     if steps[-1] != 100:
@@ -125,7 +127,7 @@ async def start(
         now=now,
     )
     if not result.promoted:
-        raise RolloutDenied(result.code.value if result.code else "denied", result.reasons)
+        return RolloutDenied(result.code.value if result.code else "denied", result.reasons)
     r = RolloutRow(
         program_name=program,
         candidate_hash=candidate,
@@ -245,7 +247,12 @@ async def evaluate(session: AsyncSession, program: str, now: datetime) -> Verdic
     if now - start < timedelta(seconds=r.window_seconds):
         return None
     canary = ArmFigures.of(await repository.samples(session, r.candidate_hash, "canary", start, now))
-    base = ArmFigures.of(await repository.samples(session, r.baseline_hash, "active", start, now))
+    # At 100% the baseline serves nothing: judge the canary against the baseline's figures
+    # over the whole rollout (the same traffic, the closest comparable window there is).
+    base_start = aware(r.created_at) if r.weight_pct >= 100 else start
+    base = ArmFigures.of(
+        await repository.samples(session, r.baseline_hash, "active", base_start, now)
+    )
     last = r.step_index >= len(r.steps) - 1
     verdict = decide(
         canary,

@@ -46,7 +46,10 @@ async def watch(
     since = await repository.became_active_at(session, active)
     if since is None or now - aware(since) > timedelta(seconds=policy.window_seconds):
         return None
-    figures = ArmFigures.of(await repository.samples(session, active, "active", aware(since), now))
+    until = now + timedelta(microseconds=1)  # everything answered so far, this instant included
+    figures = ArmFigures.of(
+        await repository.samples(session, active, "active", aware(since), until)
+    )
     if figures.n < policy.min_samples:
         return None  # too few samples: keep watching, never judge on noise
     reasons: list[str] = []
