@@ -20,7 +20,7 @@ from app.api import admin, health, lanes, metrics_route, outcomes, review, rollo
 from app.api.responses import OrjsonResponse
 from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
-from app.gates.limits import load_policy
+from app.gates.limits import LoadedPolicy, load_policy
 from app.observability import metrics
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
@@ -29,6 +29,7 @@ from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
 from app.reviews.writer import ReviewWriter
+from app.rollout.shadow import ShadowRunner
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -56,6 +57,39 @@ def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor 
     executor = LiveExecutor(settings, http)
     publish_breaker_state(executor.breaker.state)
     return executor
+
+
+def _shadow_runner(
+    settings: Settings,
+    factory: SessionFactory,
+    live: LiveState,
+    policy: LoadedPolicy,
+    clock: Callable[[], datetime],
+) -> tuple[ShadowRunner | None, httpx.AsyncClient | None]:
+    """The shadow runner with a Jangar executor of its own (its breaker, its bulkhead share)."""
+    if not settings.shadow_enabled:
+        return None, None
+    share = settings.model_copy(update={"bulkhead_max_concurrent": settings.shadow_max_concurrent})
+    http = None
+    if settings.jangar_base_url is not None:
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
+            limits=httpx.Limits(
+                max_connections=settings.shadow_max_concurrent,
+                max_keepalive_connections=settings.shadow_max_concurrent,
+            ),
+        )
+    runner = ShadowRunner(
+        factory,
+        live,
+        ReviewRuntime(_live_executor(share, http) if http is not None else None),
+        policy,
+        sample_rate=settings.shadow_sample_rate,
+        queue_max=settings.shadow_queue_max,
+        concurrency=settings.shadow_max_concurrent,
+        clock=clock,
+    )
+    return runner, http
 
 
 def _start_rollout_controller(
@@ -108,6 +142,7 @@ def create_app(
         writer.start()
         reader = PrecheckReader(engine)
         reader.start()
+        shadow, shadow_http = _shadow_runner(settings, factory, live, policy, clock)
         app.state.pipeline = PipelineDeps(
             factory=factory,
             live=live,
@@ -119,7 +154,10 @@ def create_app(
             clock=clock,
             writer=writer,
             reader=reader,
+            shadow=shadow,
         )
+        if shadow is not None:
+            shadow.start()
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
         controller_task = _start_rollout_controller(app, settings, factory, clock)
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
@@ -131,6 +169,10 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if shadow is not None:
+                await shadow.stop()
+            if shadow_http is not None:
+                await shadow_http.aclose()
             await reader.stop()
             await writer.stop()
             await http.aclose()

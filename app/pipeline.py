@@ -53,6 +53,7 @@ from app.reviews import repository as reviews
 from app.reviews.reader import PrecheckReader
 from app.reviews.writer import ReviewWriter
 from app.rollout import routing
+from app.rollout.shadow import ShadowJob, ShadowRunner
 
 # Failures that mean "the audit store cannot be reached", as opposed to a bug.
 _DB_DOWN: tuple[type[BaseException], ...] = (
@@ -102,6 +103,7 @@ class PipelineDeps:
     clock: Callable[[], datetime]
     writer: ReviewWriter
     reader: PrecheckReader
+    shadow: ShadowRunner | None = None  # mirrors served reviews to the SHADOW artifact
     inflight: dict[str, asyncio.Future[Reviewed]] = field(
         default_factory=dict[str, "asyncio.Future[Reviewed]"]
     )
@@ -306,6 +308,11 @@ async def _decide_once(
     for g in gates:
         if not g.passed:
             metrics.GATE_FAILURES.labels(g.code.value).inc()
+    if deps.shadow is not None:  # after the answer is final: queued, never awaited
+        deps.shadow.offer(
+            ShadowJob(review_id, response.lineage.artifact_hash, decision.value,
+                      outcome.llm_latency_ms, ctx)  # fmt: skip
+        )
     return Reviewed(body, replay=False)
 
 

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     post_promotion_min_samples: int = Field(default=20, ge=1)
     post_promotion_max_fallback_rate: float = Field(default=0.05, ge=0, le=1)
     post_promotion_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    shadow_enabled: bool = True
+    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of routing keys mirrored
+    shadow_queue_max: int = Field(default=256, ge=1)  # overflow is dropped and counted
+    shadow_max_concurrent: int = Field(default=4, ge=1)  # its own Jangar bulkhead
+    learn_shadow_min_samples: int = Field(default=200, ge=0)
+    learn_shadow_max_disagreement: float = Field(default=0.01, ge=0, le=1)  # seed 003
+    learn_shadow_max_latency_ratio: float = Field(default=1.15, ge=1)  # seed 004
 
     # --- service ---------------------------------------------------------------------------
     admin_token: SecretStr | None = None

@@ -20,6 +20,7 @@ from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
+    "shadow_reviews",
     "rollout_events",
     "rollouts",
     "service_leases",

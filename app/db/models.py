@@ -270,3 +270,28 @@ class RolloutEventRow(Base):
         Index("ix_rollout_events_rollout", "rollout_id", "id"),
         Index("ix_rollout_events_artifact", "artifact_hash", "decision"),
     )
+
+
+class ShadowReviewRow(Base):
+    """What the SHADOW artifact would have answered for a served review (never served)."""
+
+    __tablename__ = "shadow_reviews"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    served_review_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    served_artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    decision: Mapped[str] = mapped_column(String(8), nullable=False)
+    served_decision: Mapped[str] = mapped_column(String(8), nullable=False)
+    agrees: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    executor: Mapped[str] = mapped_column(String(32), nullable=False)
+    fallback_reason: Mapped[str | None] = mapped_column(String(32))
+    llm_latency_ms: Mapped[float | None] = mapped_column(Float)
+    served_llm_latency_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_shadow_reviews_artifact_created", "artifact_hash", "created_at"),)

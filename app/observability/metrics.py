@@ -119,3 +119,12 @@ POST_PROMOTION_ROLLBACKS = Counter(
 ROLLOUT_CONTROLLER_LEADER = Gauge(
     "trade_review_rollout_controller_leader", "1 when this replica holds the controller lease"
 )
+SHADOW_REVIEWS = Counter(
+    "trade_review_shadow_reviews_total",
+    "Shadow reviews by outcome (agree, disagree, error)",
+    ["outcome"],
+)
+SHADOW_DROPPED = Counter(
+    "trade_review_shadow_dropped_total", "Shadow reviews dropped because the queue was full"
+)
+SHADOW_QUEUE_DEPTH = Gauge("trade_review_shadow_queue_depth", "Shadow reviews waiting")

@@ -56,6 +56,7 @@ class LiveState:
         # Progressive delivery: the open rollout's split and its verified CANARY artifact.
         self.route: Route | None = None
         self.canary: Artifact | None = None
+        self.shadow: Artifact | None = None
 
     @property
     def pinned_hash(self) -> str | None:
@@ -96,7 +97,8 @@ class LiveState:
         return None
 
     async def _refresh_route(self, session: AsyncSession) -> None:
-        """Load the open rollout's split; the canary serves only once verified and prepared."""
+        """Load the open rollout's split (the canary serves only once verified and prepared)
+        and the SHADOW artifact the shadow runner mirrors requests to."""
         route = await rollout_repo.route(session, self._program)
         if route is None or route.weight_pct <= 0:
             self.route, self.canary = route, None
@@ -109,6 +111,12 @@ class LiveState:
         else:
             self.route = route
         metrics.CANARY_WEIGHT.labels(self._program).set(self.route.weight_pct if self.route else 0)
+        shadow = await repository.hash_in_state(session, self._program, ArtifactState.SHADOW)
+        if shadow is None or shadow in self._refused:
+            self.shadow = None
+        elif self.shadow is None or self.shadow.artifact_hash != shadow:
+            loaded = await self._verified(session, shadow)
+            self.shadow = loaded if isinstance(loaded, Artifact) else None
 
     async def _verified(self, session: AsyncSession, wanted: str) -> Artifact | str:
         """The verified, prepared artifact, or why it was refused."""

@@ -1,4 +1,4 @@
-"""Rollouts (canary records) and their decision events.
+"""Rollouts (canary records), their decision events, and shadow reviews.
 
 Revision ID: 0005_rollout
 Revises: 0003
@@ -69,8 +69,31 @@ def upgrade() -> None:
     )
     op.create_index("ix_rollout_events_rollout", "rollout_events", ["rollout_id", "id"])
     op.create_index("ix_rollout_events_artifact", "rollout_events", ["artifact_hash", "decision"])
+    op.create_table(
+        "shadow_reviews",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("served_review_id", sa.String(36), nullable=False),
+        sa.Column("artifact_hash", sa.String(64), nullable=False),
+        sa.Column("served_artifact_hash", sa.String(64), nullable=False),
+        sa.Column("verdict", sa.String(16), nullable=False),
+        sa.Column("decision", sa.String(8), nullable=False),
+        sa.Column("served_decision", sa.String(8), nullable=False),
+        sa.Column("agrees", sa.Boolean(), nullable=False),
+        sa.Column("reasons", sa.JSON(), nullable=False),
+        sa.Column("executor", sa.String(32), nullable=False),
+        sa.Column("fallback_reason", sa.String(32)),
+        sa.Column("llm_latency_ms", sa.Float()),
+        sa.Column("served_llm_latency_ms", sa.Float()),
+        sa.Column("prompt_tokens", sa.Integer()),
+        sa.Column("completion_tokens", sa.Integer()),
+        sa.Column("created_at", _TS, nullable=False),
+    )
+    op.create_index(
+        "ix_shadow_reviews_artifact_created", "shadow_reviews", ["artifact_hash", "created_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("shadow_reviews")
     op.drop_table("rollout_events")
     op.drop_table("rollouts")

@@ -96,10 +96,14 @@ def keys_for(salt: str, weight: float, *, canary: bool, n: int, tag: str) -> lis
     return out
 
 
-async def review(client: httpx.AsyncClient, strategy_id: str, now: datetime) -> dict[str, Any]:
+async def review(
+    client: httpx.AsyncClient, strategy_id: str, now: datetime, key: str | None = None
+) -> dict[str, Any]:
     body = base_request(now=now, strategy_id=strategy_id)
-    r = await client.post("/review", content=json.dumps(body),
-                          headers={"content-type": "application/json"})  # fmt: skip
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["idempotency-key"] = key
+    r = await client.post("/review", content=json.dumps(body), headers=headers)
     assert r.status_code == 200, r.text
     return r.json()
 
