@@ -310,8 +310,13 @@ async def _decide_once(
             metrics.GATE_FAILURES.labels(g.code.value).inc()
     if deps.shadow is not None:  # after the answer is final: queued, never awaited
         deps.shadow.offer(
-            ShadowJob(review_id, response.lineage.artifact_hash, decision.value,
-                      outcome.llm_latency_ms, ctx)  # fmt: skip
+            ShadowJob(
+                review_id,
+                response.lineage.artifact_hash,
+                decision.value,
+                outcome.llm_latency_ms,
+                ctx,
+            )
         )
     return Reviewed(body, replay=False)
 

@@ -1,8 +1,8 @@
 """Operator endpoints for progressive delivery (same bearer auth as ``/admin``):
 
-    POST /admin/rollouts            start a canary of a SHADOW artifact (evidence checked)
-    GET  /admin/rollouts/current    the open (or latest) rollout, its split and every decision
-    POST /admin/rollouts/pause|resume|abort
+POST /admin/rollouts            start a canary of a SHADOW artifact (evidence checked)
+GET  /admin/rollouts/current    the open (or latest) rollout, its split and every decision
+POST /admin/rollouts/pause|resume|abort
 """
 
 from __future__ import annotations

@@ -148,7 +148,9 @@ async def samples(
     )
     out: list[ArmSample] = []
     for decision, fallback, latency, prompt, completion, verdict in result.all():
-        tokens = None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
+        tokens = (
+            None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
+        )
         out.append(
             ArmSample(
                 decision=str(decision),

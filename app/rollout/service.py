@@ -161,8 +161,9 @@ async def _open(session: AsyncSession, program: str) -> RolloutRow:
     return r
 
 
-async def pause(session: AsyncSession, program: str, *, actor: str, reason: str, now: datetime
-                ) -> RolloutRow:  # fmt: skip
+async def pause(
+    session: AsyncSession, program: str, *, actor: str, reason: str, now: datetime
+) -> RolloutRow:
     """Hold the current step: traffic keeps its split, the controller makes no decision."""
     r = await _open(session, program)
     if r.state != RolloutState.RUNNING.value:
@@ -172,8 +173,9 @@ async def pause(session: AsyncSession, program: str, *, actor: str, reason: str,
     return r
 
 
-async def resume(session: AsyncSession, program: str, *, actor: str, reason: str, now: datetime
-                 ) -> RolloutRow:  # fmt: skip
+async def resume(
+    session: AsyncSession, program: str, *, actor: str, reason: str, now: datetime
+) -> RolloutRow:
     """Continue; the next window starts now (figures from the pause are not judged)."""
     r = await _open(session, program)
     if r.state != RolloutState.PAUSED.value:
@@ -246,7 +248,9 @@ async def evaluate(session: AsyncSession, program: str, now: datetime) -> Verdic
     start = aware(r.window_started_at)
     if now - start < timedelta(seconds=r.window_seconds):
         return None
-    canary = ArmFigures.of(await repository.samples(session, r.candidate_hash, "canary", start, now))
+    canary = ArmFigures.of(
+        await repository.samples(session, r.candidate_hash, "canary", start, now)
+    )
     # At 100% the baseline serves nothing: judge the canary against the baseline's figures
     # over the whole rollout (the same traffic, the closest comparable window there is).
     base_start = aware(r.created_at) if r.weight_pct >= 100 else start
@@ -268,8 +272,9 @@ async def evaluate(session: AsyncSession, program: str, now: datetime) -> Verdic
         "weight_pct": r.weight_pct,
     }
     if verdict.decision is Decision.ABORT:
-        await _abort(session, r, actor=CONTROLLER, reasons=verdict.reasons, figures=figures,
-                     now=now)  # fmt: skip
+        await _abort(
+            session, r, actor=CONTROLLER, reasons=verdict.reasons, figures=figures, now=now
+        )
         metrics.ROLLOUT_ABORTS.labels("controller").inc()
         return verdict
     if verdict.decision is Decision.HOLD:

@@ -167,9 +167,11 @@ class ShadowStats:
 
 
 async def stats(
-    session: AsyncSession, artifact_hash: str, start: datetime | None = None,
+    session: AsyncSession,
+    artifact_hash: str,
+    start: datetime | None = None,
     end: datetime | None = None,
-) -> ShadowStats:  # fmt: skip
+) -> ShadowStats:
     stmt = select(
         ShadowReviewRow.agrees,
         ShadowReviewRow.fallback_reason,
@@ -184,13 +186,22 @@ async def stats(
     n = len(rows)
     if n == 0:
         return ShadowStats(0, 0.0, 0.0, 0.0, None, None)
-    mine = [float(r[2]) for r in rows if r[2] is not None]
-    served = [float(r[3]) for r in rows if r[3] is not None]
+    mine: list[float] = []
+    served: list[float] = []
+    disagree = schema_invalid = fallback = 0
+    for agrees, reason, llm_ms, served_ms in rows:
+        disagree += not agrees
+        schema_invalid += reason == "schema_invalid"
+        fallback += reason is not None
+        if llm_ms is not None:
+            mine.append(float(llm_ms))
+        if served_ms is not None:
+            served.append(float(served_ms))
     return ShadowStats(
         n=n,
-        disagreement=sum(not r[0] for r in rows) / n,
-        schema_valid_rate=1 - sum(r[1] == "schema_invalid" for r in rows) / n,
-        fallback_rate=sum(r[1] is not None for r in rows) / n,
+        disagreement=disagree / n,
+        schema_valid_rate=1 - schema_invalid / n,
+        fallback_rate=fallback / n,
         p95_llm_ms=p95(mine) if mine else None,
         served_p95_llm_ms=p95(served) if served else None,
     )

@@ -65,9 +65,12 @@ async def watch(
         event("rollout.watch_breach_no_lkg", logging.ERROR, artifact_hash=active, reasons=reasons)
         return WatchResult(False, active, None, reasons)
     restored, _ = await registry.rollback(
-        session, program, actor=CONTROLLER, reason="post-promotion watch: " + "; ".join(reasons),
+        session,
+        program,
+        actor=CONTROLLER,
+        reason="post-promotion watch: " + "; ".join(reasons),
         now=now,
-    )  # fmt: skip
+    )
     await repository.add_event(
         session,
         rollout_id=None,
@@ -76,12 +79,20 @@ async def watch(
         decision="rollback",
         actor=CONTROLLER,
         reasons=reasons,
-        figures={"active": asdict(figures), "since": aware(since).isoformat(),
-                 "restored": restored},  # fmt: skip
+        figures={
+            "active": asdict(figures),
+            "since": aware(since).isoformat(),
+            "restored": restored,
+        },
         weight_pct=0.0,
         now=now,
     )
     metrics.POST_PROMOTION_ROLLBACKS.inc()
-    event("rollout.post_promotion_rollback", logging.ERROR, artifact_hash=active,
-          restored=restored, reasons=reasons)  # fmt: skip
+    event(
+        "rollout.post_promotion_rollback",
+        logging.ERROR,
+        artifact_hash=active,
+        restored=restored,
+        reasons=reasons,
+    )
     return WatchResult(True, active, restored, reasons)

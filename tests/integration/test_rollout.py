@@ -35,8 +35,9 @@ App = tuple[httpx.AsyncClient, Any]
 
 
 @contextlib.asynccontextmanager
-async def rollout_app(url: str, clock: FakeClock, stub: JangarStub, **overrides: Any
-                      ) -> AsyncIterator[App]:  # fmt: skip
+async def rollout_app(
+    url: str, clock: FakeClock, stub: JangarStub, **overrides: Any
+) -> AsyncIterator[App]:
     settings = make_settings(
         url,
         jangar_base_url=stub.base_url,
@@ -67,8 +68,9 @@ async def start(client: httpx.AsyncClient, digest: str, **body: Any) -> dict[str
     return r.json()
 
 
-async def traffic(client: httpx.AsyncClient, app: Any, clock: FakeClock, salt: str,
-                  weight: float, n: int = 6) -> None:  # fmt: skip
+async def traffic(
+    client: httpx.AsyncClient, app: Any, clock: FakeClock, salt: str, weight: float, n: int = 6
+) -> None:
     """``n`` reviews on each arm (only canary at 100%); asserts each landed on its arm."""
     arms = [True] if weight >= 100 else [True, False]
     for canary in arms:
@@ -140,9 +142,7 @@ async def test_degraded_canary_is_stopped_within_one_window(
     async with rollout_app(sqlite_url, clock, stub) as (client, app):
         live = app.state.pipeline.live
         baseline = live.artifact.artifact_hash  # the heuristic bootstrap
-        candidate = await register_live(
-            app, suffix=None, path=(ArtifactState.SHADOW,), now=clock()
-        )
+        candidate = await register_live(app, suffix=None, path=(ArtifactState.SHADOW,), now=clock())
         await add_scorecard(app, candidate, clock())
         await start(client, candidate)
         await wait_until(lambda: live.canary is not None, "canary loaded")
@@ -176,9 +176,7 @@ async def test_too_little_traffic_holds_and_keeps_accumulating(
     clock = FakeClock()
     async with rollout_app(sqlite_url, clock, stub) as (client, app):
         live = app.state.pipeline.live
-        candidate = await register_live(
-            app, suffix=None, path=(ArtifactState.SHADOW,), now=clock()
-        )
+        candidate = await register_live(app, suffix=None, path=(ArtifactState.SHADOW,), now=clock())
         await add_scorecard(app, candidate, clock())
         await start(client, candidate)
         await wait_until(lambda: live.canary is not None, "canary loaded")

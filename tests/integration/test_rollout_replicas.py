@@ -42,21 +42,23 @@ async def test_routing_disabled_through_one_replica_acts_on_the_other(
     await truncate(database_url)
     jangar_stub.set_answer(dict(DEFAULT_ANSWER))
     clock = FakeClock()
-    async with rollout_app(database_url, clock, jangar_stub) as (client_a, a):
-        async with rollout_app(database_url, clock, jangar_stub) as (client_b, b):
-            cand = await register_live(a, suffix=None, path=(ArtifactState.SHADOW,), now=clock())
-            await add_scorecard(a, cand, clock())
-            await start(client_a, cand, steps=[100.0])
-            live_b = b.state.pipeline.live
-            await wait_until(lambda: live_b.canary is not None, "canary on replica b")
-            assert (await review(client_b, "s-1", clock()))["lineage"]["arm"] == "canary"
-            r = await client_a.post(
-                "/admin/controls", json={"routing_disabled": True, "reason": "t"}, headers=ADMIN
-            )
-            assert r.status_code == 200
-            t0 = time.monotonic()
-            await wait_until(lambda: live_b.controls.routing_disabled, "b sees the control", 2.0)
-            assert time.monotonic() - t0 <= 2.0
-            body = await review(client_b, "s-2", clock())
-            assert body["lineage"]["arm"] == "active"
-            assert body["lineage"]["artifact_hash"] != cand
+    async with (
+        rollout_app(database_url, clock, jangar_stub) as (client_a, a),
+        rollout_app(database_url, clock, jangar_stub) as (client_b, b),
+    ):
+        cand = await register_live(a, suffix=None, path=(ArtifactState.SHADOW,), now=clock())
+        await add_scorecard(a, cand, clock())
+        await start(client_a, cand, steps=[100.0])
+        live_b = b.state.pipeline.live
+        await wait_until(lambda: live_b.canary is not None, "canary on replica b")
+        assert (await review(client_b, "s-1", clock()))["lineage"]["arm"] == "canary"
+        r = await client_a.post(
+            "/admin/controls", json={"routing_disabled": True, "reason": "t"}, headers=ADMIN
+        )
+        assert r.status_code == 200
+        t0 = time.monotonic()
+        await wait_until(lambda: live_b.controls.routing_disabled, "b sees the control", 2.0)
+        assert time.monotonic() - t0 <= 2.0
+        body = await review(client_b, "s-2", clock())
+        assert body["lineage"]["arm"] == "active"
+        assert body["lineage"]["artifact_hash"] != cand

@@ -22,8 +22,14 @@ STRATEGIES = [f"shadow-s{i}" for i in range(8)]
 def served(body: dict[str, object]) -> tuple[object, ...]:
     r = body["review"]
     assert isinstance(r, dict)
-    return (body["decision"], body["reasons"], r["verdict"], body["order"], body["lineage"]["arm"],  # type: ignore[index]
-            body["lineage"]["artifact_hash"])  # type: ignore[index]  # fmt: skip
+    return (
+        body["decision"],
+        body["reasons"],
+        r["verdict"],
+        body["order"],
+        body["lineage"]["arm"],  # type: ignore[index]
+        body["lineage"]["artifact_hash"],
+    )  # type: ignore[index]
 
 
 async def test_shadow_never_changes_an_answer(database_url: str, jangar_stub: JangarStub) -> None:
@@ -49,9 +55,15 @@ async def test_shadow_never_changes_an_answer(database_url: str, jangar_stub: Ja
         engine = create_async_engine(database_url)
         try:
             async with engine.connect() as conn:
-                rows = (await conn.execute(text(
-                    "SELECT served_review_id, verdict, decision, served_decision, prompt_tokens "
-                    "FROM shadow_reviews ORDER BY id"))).all()  # fmt: skip
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT served_review_id, verdict, decision, served_decision, "
+                            "prompt_tokens "
+                            "FROM shadow_reviews ORDER BY id"
+                        )
+                    )
+                ).all()
         finally:
             await engine.dispose()
         assert {r[0] for r in rows} == {b["review_id"] for b in with_shadow}
@@ -59,8 +71,9 @@ async def test_shadow_never_changes_an_answer(database_url: str, jangar_stub: Ja
         assert all(r[4] for r in rows)  # tokens recorded
 
 
-async def test_a_full_shadow_queue_drops_and_counts(sqlite_url: str, jangar_stub: JangarStub
-                                                    ) -> None:  # fmt: skip
+async def test_a_full_shadow_queue_drops_and_counts(
+    sqlite_url: str, jangar_stub: JangarStub
+) -> None:
     await truncate(sqlite_url)
     jangar_stub.set_answer(dict(DEFAULT_ANSWER))
     jangar_stub.delay_s = 0.3  # slow shadow model

@@ -46,20 +46,25 @@ def live_state(suffix: str | None) -> dict[str, Any]:
     return state
 
 
-async def register_live(app: Any, *, suffix: str | None, path: tuple[ArtifactState, ...],
-                        now: datetime) -> str:  # fmt: skip
+async def register_live(
+    app: Any, *, suffix: str | None, path: tuple[ArtifactState, ...], now: datetime
+) -> str:
     factory = app.state.pipeline.factory
     manifest = live_manifest(
-        program_name="trade-review", signature_version="v1", model=MODEL, optimizer=None,
+        program_name="trade-review",
+        signature_version="v1",
+        model=MODEL,
+        optimizer=None,
         dataset_hash=None,
-    )  # fmt: skip
+    )
     async with unit_of_work(factory) as session:
         digest = await register(
             session, manifest, live_state(suffix), actor="test", lineage={}, now=now
         )
         for target in path:
-            await transition(session, digest, target, actor="test", reason="test",
-                             evidence_hash=None, now=now)  # fmt: skip
+            await transition(
+                session, digest, target, actor="test", reason="test", evidence_hash=None, now=now
+            )
     return digest
 
 
@@ -82,8 +87,14 @@ def passing_scorecard(digest: str) -> dict[str, Any]:
 
 async def add_scorecard(app: Any, digest: str, now: datetime) -> None:
     async with unit_of_work(app.state.pipeline.factory) as session:
-        await evidence.add(session, digest, EvidenceKind.SCORECARD, passing_scorecard(digest),
-                           actor="test", now=now)  # fmt: skip
+        await evidence.add(
+            session,
+            digest,
+            EvidenceKind.SCORECARD,
+            passing_scorecard(digest),
+            actor="test",
+            now=now,
+        )
 
 
 def keys_for(salt: str, weight: float, *, canary: bool, n: int, tag: str) -> list[str]:

@@ -5,8 +5,15 @@ from __future__ import annotations
 from app.rollout.analysis import ArmFigures, ArmSample, Decision, Thresholds, decide, p95
 
 
-def arm(n: int, *, fallback: str | None = None, bad: int = 0, ms: float = 100.0,
-        tokens: int | None = 500, rejects: int = 0) -> ArmFigures:  # fmt: skip
+def arm(
+    n: int,
+    *,
+    fallback: str | None = None,
+    bad: int = 0,
+    ms: float = 100.0,
+    tokens: int | None = 500,
+    rejects: int = 0,
+) -> ArmFigures:
     return ArmFigures.of(
         [
             ArmSample(
@@ -39,12 +46,28 @@ def test_too_few_samples_holds_even_when_failing() -> None:
 
 
 def test_hard_stops_abort() -> None:
-    assert decide(arm(100, fallback="http_error", bad=2), arm(100), T, min_samples=50,
-                  last_step=False).decision is Decision.ABORT  # fmt: skip
-    assert decide(arm(100, fallback="timeout", bad=6), arm(100), T, min_samples=50,
-                  last_step=False).decision is Decision.ABORT  # fmt: skip
-    assert decide(arm(1000, fallback="schema_invalid", bad=6), arm(100), T, min_samples=50,
-                  last_step=False).decision is Decision.ABORT  # fmt: skip
+    assert (
+        decide(
+            arm(100, fallback="http_error", bad=2), arm(100), T, min_samples=50, last_step=False
+        ).decision
+        is Decision.ABORT
+    )
+    assert (
+        decide(
+            arm(100, fallback="timeout", bad=6), arm(100), T, min_samples=50, last_step=False
+        ).decision
+        is Decision.ABORT
+    )
+    assert (
+        decide(
+            arm(1000, fallback="schema_invalid", bad=6),
+            arm(100),
+            T,
+            min_samples=50,
+            last_step=False,
+        ).decision
+        is Decision.ABORT
+    )
     slow = decide(arm(100, ms=200), arm(100, ms=100), T, min_samples=50, last_step=False)
     assert slow.decision is Decision.ABORT and "p95" in slow.reasons[0]
 
