@@ -8,7 +8,7 @@ POST /admin/rollouts/pause|resume|abort
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,11 +24,15 @@ from app.registry.promotion import policy_for
 from app.rollout import repository
 from app.rollout import service as rollouts
 from app.rollout.analysis import Thresholds
+from app.rollout.evidence import ShadowPolicy
 from app.settings import Settings
 
 router = APIRouter(
     prefix="/admin/rollouts", tags=["admin"], responses=error_responses(401, 404, 409, 422, 503)
 )
+
+
+Waiver = Literal["delta_sharpe", "max_drawdown"]
 
 
 class StartIn(BaseModel):
@@ -38,6 +42,10 @@ class StartIn(BaseModel):
     window_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
     min_samples: int | None = Field(default=None, ge=1, le=1_000_000)
     thresholds: Thresholds | None = None
+    # Explicit acceptances, recorded with the start event: a shadow disagreement above 1%, and
+    # scorecard gates that could not be computed (``delta_sharpe``, ``max_drawdown``).
+    accept_disagreement: float | None = Field(default=None, ge=0, le=1)
+    waive: list[Waiver] = Field(default_factory=list[Waiver])
     reason: str = Field(default="", max_length=1000)
 
 
@@ -92,6 +100,13 @@ async def start_rollout(
                 or Thresholds(latency_floor_ms=settings.rollout_latency_floor_ms),
                 reason=body.reason,
                 now=pipeline.clock(),
+                shadow_policy=ShadowPolicy(
+                    min_samples=settings.learn_shadow_min_samples,
+                    max_disagreement=settings.learn_shadow_max_disagreement,
+                    max_latency_ratio=settings.learn_shadow_max_latency_ratio,
+                ),
+                accepted_disagreement=body.accept_disagreement,
+                waivers=frozenset(body.waive),
             )
             out = rollout_json(r) if isinstance(r, RolloutRow) else None
     except LookupError as exc:

@@ -16,14 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import RolloutRow
 from app.observability import metrics
 from app.observability.logging import event
+from app.registry import evidence as registry_evidence
 from app.registry import repository as registry_repo
 from app.registry import service as registry
+from app.registry.evidence import EvidenceKind
 from app.registry.hashing import canonical_json, sha256_hex
-from app.registry.promotion import PromotionPolicy
+from app.registry.promotion import PromotionPolicy, Scorecard
 from app.registry.states import ArtifactState
 from app.rollout import repository
 from app.rollout.analysis import Decision, Thresholds, Verdict
+from app.rollout.evidence import ShadowPolicy, check_shadow, uncomputable_gates
 from app.rollout.repository import RolloutState
+from app.rollout.shadow import stats as shadow_stats
 
 DEFAULT_STEPS: tuple[float, ...] = (5.0, 25.0, 50.0, 100.0)
 
@@ -95,6 +99,9 @@ async def start(
     thresholds: Thresholds,
     reason: str,
     now: datetime,
+    shadow_policy: ShadowPolicy | None = None,
+    accepted_disagreement: float | None = None,
+    waivers: frozenset[str] = frozenset(),
 ) -> RolloutRow | RolloutDenied:
     """Move ``candidate`` SHADOW -> CANARY (evidence checked) and open its rollout at step 0.
 
@@ -115,6 +122,35 @@ async def start(
     baseline = await registry_repo.hash_in_state(session, program, ArtifactState.ACTIVE)
     if baseline is None:
         raise RolloutError(f"{program} has no active artifact to compare against")
+    evidence_figures: dict[str, Any] = {}
+    if shadow_policy is not None:
+        st = await shadow_stats(session, candidate)
+        card_row = await registry_evidence.latest(session, candidate, EvidenceKind.SCORECARD)
+        card = Scorecard.model_validate(card_row.payload) if card_row is not None else None
+        reasons = check_shadow(
+            st, shadow_policy, policy, accepted_disagreement=accepted_disagreement
+        ) + uncomputable_gates(card, waivers)
+        evidence_figures = {
+            "shadow": st.as_dict(),
+            "accepted_disagreement": accepted_disagreement,
+            "waived": sorted(waivers),
+        }
+        if reasons:
+            await registry_evidence.add(
+                session,
+                candidate,
+                EvidenceKind.PROMOTION_DENIED,
+                {
+                    "target": "canary",
+                    "code": "E_LEARN_GATE_FAILED",
+                    "reasons": reasons,
+                    "figures": evidence_figures,
+                    "at": now.isoformat(),
+                },
+                actor=actor,
+                now=now,
+            )
+            return RolloutDenied("E_LEARN_GATE_FAILED", reasons)
     result = await registry.promote(
         session,
         candidate,
@@ -150,7 +186,15 @@ async def start(
         await session.flush()
     except IntegrityError as exc:
         raise RolloutError(f"a rollout of {program} is already open") from exc
-    await _event(session, r, "start", actor, [reason or "started"], {"steps": r.steps}, now)
+    await _event(
+        session,
+        r,
+        "start",
+        actor,
+        [reason or "started"],
+        {"steps": r.steps, **evidence_figures},
+        now,
+    )
     return r
 
 

@@ -45,7 +45,7 @@ async def rollout_app(
         llm_dspy_timeout_seconds=2.0,
         admin_token="admin-secret",
         rollout_controller_enabled=False,  # tests turn the controller by hand
-        **overrides,
+        **{"learn_shadow_min_samples": 0, **overrides},
     )
     app = create_app(settings, clock=clock)
     async with LifespanManager(app, startup_timeout=30) as manager:
@@ -270,3 +270,57 @@ async def test_post_promotion_watch_rolls_back_a_failing_artifact(
         await wait_until(lambda: live.artifact.artifact_hash == heuristic, "rolled back")
         metrics = (await client.get("/metrics")).text
         assert "trade_review_post_promotion_rollbacks_total" in metrics
+
+
+async def test_canary_needs_shadow_evidence(sqlite_url: str, stub: JangarStub) -> None:
+    await truncate(sqlite_url)
+    clock = FakeClock()
+    async with rollout_app(sqlite_url, clock, stub, learn_shadow_min_samples=4) as (client, app):
+        live = app.state.pipeline.live
+        cand = await register_live(app, suffix=None, path=(ArtifactState.SHADOW,), now=clock())
+        await add_scorecard(app, cand, clock())
+        body = {"artifact_hash": cand}
+        r = await client.post("/admin/rollouts", json=body, headers=ADMIN)
+        assert r.status_code == 409, r.text
+        assert "0 shadow reviews < required 4" in r.json()["error"]["details"]["reasons"]
+        await wait_until(lambda: live.shadow is not None, "shadow loaded")
+        for i in range(4):  # the shadow (stub approves) agrees with the served heuristic
+            await review(client, f"ev-{i}", clock())
+        await app.state.pipeline.shadow.drain()
+        r = await client.post("/admin/rollouts", json=body, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        info = (await client.get("/admin/rollouts/current", headers=ADMIN)).json()
+        assert info["events"][0]["figures"]["shadow"]["n"] == 4
+
+
+async def test_uncomputable_gate_fails_unless_waived_by_name(
+    sqlite_url: str, stub: JangarStub
+) -> None:
+    from app.db.session import unit_of_work
+    from app.registry import evidence
+    from app.registry.evidence import EvidenceKind
+    from tests.support.rollout import passing_scorecard
+
+    await truncate(sqlite_url)
+    clock = FakeClock()
+    async with rollout_app(sqlite_url, clock, stub) as (client, app):
+        cand = await register_live(app, suffix=None, path=(ArtifactState.SHADOW,), now=clock())
+        card = {**passing_scorecard(cand), "delta_sharpe": None, "maxdd_delta": None}
+        async with unit_of_work(app.state.pipeline.factory) as session:
+            await evidence.add(
+                session, cand, EvidenceKind.SCORECARD, card, actor="test", now=clock()
+            )
+        body: dict[str, Any] = {"artifact_hash": cand}
+        r = await client.post("/admin/rollouts", json=body, headers=ADMIN)
+        assert r.status_code == 409
+        reasons = r.json()["error"]["details"]["reasons"]
+        assert any("delta Sharpe" in x for x in reasons)
+        assert any("max drawdown" in x for x in reasons)
+        body["waive"] = ["delta_sharpe"]
+        r = await client.post("/admin/rollouts", json=body, headers=ADMIN)
+        assert r.status_code == 409
+        body["waive"] = ["delta_sharpe", "max_drawdown"]
+        r = await client.post("/admin/rollouts", json=body, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        info = (await client.get("/admin/rollouts/current", headers=ADMIN)).json()
+        assert info["events"][0]["figures"]["waived"] == ["delta_sharpe", "max_drawdown"]
