@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,17 +53,30 @@ def serve(
     settings = _settings()
     import uvicorn
 
+    from app.api.arrival import stamping_httptools_protocol
     from app.main import create_app
+    from app.registry.cache import pin_problem_at_start
+
+    problem = asyncio.run(pin_problem_at_start(settings, lambda: datetime.now(UTC)))
+    if problem is not None:
+        print(f"configuration error: {problem}", file=sys.stderr)
+        raise typer.Exit(2)
 
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, stamping each request's arrival for the answer's deadline.
+        http=stamping_httptools_protocol(),
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _cli_actor(actor: str | None) -> str:
+    # Recorded on every control event; the login name when the operator does not give one.
+    return f"cli:{actor or os.environ.get('USER') or 'unknown'}"
 
 
 @cli.command("controls")
@@ -70,38 +84,78 @@ def controls(
     trading_state: Annotated[str | None, typer.Option(help="ACTIVE | REDUCING | HALTED")] = None,
     dspy_disabled: Annotated[bool | None, typer.Option()] = None,
     routing_disabled: Annotated[bool | None, typer.Option()] = None,
-    actor: Annotated[str, typer.Option()] = "cli",
-    reason: Annotated[str, typer.Option()] = "",
+    actor: Annotated[
+        str | None, typer.Option(help="recorded as cli:<actor> (default $USER)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="required when a change relaxes a control")] = "",
 ) -> None:
-    """Show or change the shared operator controls (every replica sees it within 2 s)."""
+    """Show or change the shared operator controls (every replica sees it within 2 s).
+
+    Every change is an append-only event (see ``controls-history``)."""
     settings = _settings()
     from app.controls import repository
+    from app.controls import service as controls_service
+    from app.controls.changes import ReasonRequired
     from app.db.session import create_engine, create_session_factory, unit_of_work
     from app.gates.context import TradingState
 
+    try:
+        state = TradingState(trading_state.upper()) if trading_state else None
+    except ValueError:
+        raise typer.BadParameter("--trading-state must be ACTIVE, REDUCING or HALTED") from None
+
     async def run() -> None:
         engine = create_engine(settings)
+        factory = create_session_factory(engine)
         try:
-            async with unit_of_work(create_session_factory(engine)) as session:
-                if trading_state is None and dspy_disabled is None and routing_disabled is None:
+            if state is None and dspy_disabled is None and routing_disabled is None:
+                async with unit_of_work(factory) as session:
                     await repository.ensure(session, datetime.now(UTC))
                     print(await repository.get(session))
-                    return
-                state = TradingState(trading_state.upper()) if trading_state else None
-                out = await repository.update(
-                    session,
-                    actor=actor,
-                    reason=reason,
-                    now=datetime.now(UTC),
-                    trading_state=state,
-                    dspy_disabled=dspy_disabled,
-                    routing_disabled=routing_disabled,
-                )
-                print(out)
+                return
+            result = await controls_service.change(
+                factory,
+                actor=_cli_actor(actor),
+                reason=reason,
+                now=datetime.now(UTC),
+                trading_state=state,
+                dspy_disabled=dspy_disabled,
+                routing_disabled=routing_disabled,
+            )
+            print(result.after if result.changed else f"unchanged: {result.after}")
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ReasonRequired as exc:
+        print(f"refused: {exc} (--reason)", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+@cli.command("controls-history")
+def controls_history(
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Control changes, newest first: time, actor, before -> after, reason."""
+    settings = _settings()
+    import orjson
+
+    from app.controls import repository
+    from app.controls.service import event_json
+
+    async def go(session: Any) -> list[dict[str, Any]]:
+        return [event_json(e) for e in await repository.history(session, limit=limit)]
+
+    for e in _run_db(settings, go):
+        if as_json:
+            print(orjson.dumps(e).decode())
+            continue
+        before: dict[str, Any] = e["before"] or {}
+        after: dict[str, Any] = e["after"]
+        moves = [f"{k} {before.get(k)} -> {v}" for k, v in after.items() if before.get(k) != v]
+        print(f"{e['at']}  v{e['version']}  {e['actor']}  {'; '.join(moves)}  {e['reason']!r}")
 
 
 artifacts = typer.Typer(no_args_is_help=True, help="Artifact registry")
@@ -154,7 +208,12 @@ def register_live(
         dataset_hash=dataset_hash,
     )
     program_state: dict[str, Any] = {"dspy": state}
-    Artifact.verified(artifact_hash(manifest, program_state), manifest, program_state)
+    Artifact.verified(
+        artifact_hash(manifest, program_state),
+        manifest,
+        program_state,
+        signature_version=settings.llm_dspy_signature_version,
+    )
 
     async def go(session: Any) -> str:
         return await register(

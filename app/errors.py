@@ -8,7 +8,10 @@
      +-- NotFound (404)                not_found
      +-- Conflict (409)                idempotency_conflict, invalid_transition,
                                        transition_conflict, outcome_conflict,
-                                       E_LEARN_GATE_FAILED, E_LEARN_APPROVAL_MISSING
+                                       E_LEARN_GATE_FAILED, E_LEARN_APPROVAL_MISSING,
+                                       artifact_content_altered, artifact_state_pruned,
+                                       artifact_signature_mismatch, artifact_never_active,
+                                       artifact_invalid
      +-- ServiceUnavailable (503)      audit_unavailable, admin_disabled, not_ready
 
 Codes are a closed vocabulary (``ErrorCode``); clients may branch on them.
@@ -36,6 +39,12 @@ class ErrorCode(StrEnum):
     E_LEARN_GATE_FAILED = "E_LEARN_GATE_FAILED"
     E_LEARN_APPROVAL_MISSING = "E_LEARN_APPROVAL_MISSING"
     E_LEARN_DRIFT_BREACH = "E_LEARN_DRIFT_BREACH"
+    # Registry refusals (``registry.artifact.Refusal``): why an artifact may not serve.
+    ARTIFACT_CONTENT_ALTERED = "artifact_content_altered"
+    ARTIFACT_STATE_PRUNED = "artifact_state_pruned"
+    ARTIFACT_SIGNATURE_MISMATCH = "artifact_signature_mismatch"
+    ARTIFACT_NEVER_ACTIVE = "artifact_never_active"
+    ARTIFACT_INVALID = "artifact_invalid"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     ADMIN_DISABLED = "admin_disabled"
     NOT_READY = "not_ready"

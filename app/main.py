@@ -17,6 +17,8 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import admin, health, lanes, metrics_route, outcomes, review, rollout_admin
+from app.api.arrival import ArrivalStamp
+from app.api.probes import ProbeProcess, ProbeState
 from app.api.responses import OrjsonResponse
 from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -24,7 +26,8 @@ from app.gates.limits import LoadedPolicy, load_policy
 from app.observability import metrics
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
-from app.registry.cache import LiveState
+from app.registry.cache import LiveState, PinRefused
+from app.review.budget import AnswerBudget
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
@@ -125,7 +128,9 @@ def create_app(
                 max_keepalive_connections=settings.bulkhead_max_concurrent,
             ),
         )
-        runtime = ReviewRuntime(_live_executor(settings, http))
+        runtime = ReviewRuntime(
+            _live_executor(settings, http), min_llm_s=settings.llm_min_budget_ms / 1000
+        )
         live = LiveState(
             factory,
             program_name=settings.llm_dspy_program_name,
@@ -138,6 +143,11 @@ def create_app(
             await live.refresh()
         except Exception as exc:  # the poller keeps trying; /readyz says not ready meanwhile
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
+        if (problem := live.pin_problem) is not None:
+            event("service.start_refused", logging.ERROR, error=problem)
+            await http.aclose()
+            await engine.dispose()
+            raise PinRefused(problem)
         writer = ReviewWriter(engine)
         writer.start()
         reader = PrecheckReader(engine)
@@ -154,17 +164,36 @@ def create_app(
             clock=clock,
             writer=writer,
             reader=reader,
+            budget=AnswerBudget(
+                settings.llm_dspy_timeout_seconds,
+                floor_s=settings.llm_tail_reserve_floor_ms / 1000,
+            ),
             shadow=shadow,
         )
         if shadow is not None:
             shadow.start()
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
         controller_task = _start_rollout_controller(app, settings, factory, clock)
+        probes: ProbeProcess | None = None
+        ticker: asyncio.Task[None] | None = None
+        if settings.probe_port is not None:
+            probes = ProbeProcess(
+                ProbeState(live, db_stale_s=max(3 * settings.controls_refresh_seconds, 3.0)),
+                settings.probe_host,
+                settings.probe_port,
+                stall_s=settings.probe_loop_stall_seconds,
+            )
+            probes.start()
+            ticker = asyncio.create_task(probes.tick())
+            event("probes.serving", port=probes.port)
+        app.state.probe_server = probes
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
         try:
             yield
         finally:
-            for task in (poller, controller_task):
+            if probes is not None:
+                await asyncio.to_thread(probes.stop)  # joins its thread; not on the loop
+            for task in (poller, ticker, controller_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -186,6 +215,7 @@ def create_app(
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
+    app.add_middleware(ArrivalStamp)
     app.include_router(review.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)

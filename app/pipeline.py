@@ -36,6 +36,7 @@ from app.observability import metrics
 from app.observability.logging import event
 from app.registry.cache import LiveState
 from app.registry.hashing import canonical_json, sha256_hex
+from app.review.budget import AnswerBudget
 from app.review.runtime import ReviewOutcome, ReviewRuntime
 from app.review.schemas import (
     Decision,
@@ -103,6 +104,7 @@ class PipelineDeps:
     clock: Callable[[], datetime]
     writer: ReviewWriter
     reader: PrecheckReader
+    budget: AnswerBudget
     shadow: ShadowRunner | None = None  # mirrors served reviews to the SHADOW artifact
     inflight: dict[str, asyncio.Future[Reviewed]] = field(
         default_factory=dict[str, "asyncio.Future[Reviewed]"]
@@ -130,8 +132,12 @@ async def decide(
     request: ReviewRequest,
     idempotency_key: str | None,
     trace_headers: Mapping[str, str] | None = None,
+    arrived_at: float | None = None,
 ) -> Reviewed:
-    """Review one order; ``replay`` says whether the answer is a stored one."""
+    """Review one order; ``replay`` says whether the answer is a stored one.
+
+    ``arrived_at`` (event-loop time the server parsed the request's first bytes) anchors the
+    answer's deadline; None: now."""
     request_json = request.model_dump(mode="json", by_alias=True)  # once: hash and audit row
     req_hash = request_hash(request_json)
     key = idempotency_key or req_hash
@@ -145,7 +151,9 @@ async def decide(
     future: asyncio.Future[Reviewed] = asyncio.get_running_loop().create_future()
     deps.inflight[key] = future
     try:
-        result = await _decide_once(deps, request, request_json, req_hash, key, trace_headers or {})
+        result = await _decide_once(
+            deps, request, request_json, req_hash, key, trace_headers or {}, arrived_at
+        )
         future.set_result(result)
         return result
     except BaseException as exc:
@@ -178,9 +186,12 @@ async def _decide_once(
     req_hash: str,
     key: str,
     trace_headers: Mapping[str, str],
+    arrived_at: float | None,
 ) -> Reviewed:
     t0 = time.perf_counter()
-    started_at = asyncio.get_running_loop().time()  # the LLM deadline's anchor
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    arrived = started if arrived_at is None else min(arrived_at, started)
     now = deps.clock()
     limits = deps.policy.limits
     since = now - timedelta(seconds=limits.order_rate.window_seconds)
@@ -204,7 +215,8 @@ async def _decide_once(
         artifact,
         dspy_disabled=controls.dspy_disabled,
         trace_headers=trace_headers,
-        started_at=started_at,
+        # What the deadline leaves once the tail (gates, audit commit) is reserved.
+        llm_deadline=deps.budget.llm_deadline(arrived),
     )
     t_review = time.perf_counter()
 
@@ -227,6 +239,8 @@ async def _decide_once(
 
     review_id = str(uuid.uuid4())
     timings = {
+        # Arrival -> decide(): body read, validation, and waiting for the event loop.
+        "queued": _ms(started - arrived),
         "read": _ms(t_read - t0),
         "review": _ms(t_review - t_read),
         "gates": _ms(t_gates - t_review),
@@ -296,6 +310,9 @@ async def _decide_once(
     except _DB_DOWN as exc:
         raise audit_unavailable(exc) from exc
     t_end = time.perf_counter()
+    deps.budget.observe_tail(t_end - t_review)
+    if loop.time() > deps.budget.answer_deadline(arrived):
+        metrics.DEADLINE_MISSES.labels(outcome.executor.value).inc()
     body = {
         **body,
         "timings_ms": {**timings, "write": _ms(t_end - t_pre_write), "total": _ms(t_end - t0)},

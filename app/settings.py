@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     # deadline) so a burst's answers, not just its LLM calls, meet the deadline. 0 disables.
     llm_answer_reserve_ms: float = Field(default=2.0, ge=0, le=100)
 
+    # --- answer deadline, probes, bounded generation (issue 12) ---------------------------
+    # The tail reserve (gates + audit commit) is measured; these bound it. See review/budget.py.
+    llm_tail_reserve_floor_ms: float = Field(default=5.0, ge=0, le=1000)
+    # Less than this left for the LLM step: the heuristic answers at once (budget_exhausted).
+    llm_min_budget_ms: float = Field(default=20.0, ge=0, le=10_000)
+    # Completion-token limit sent to Jangar: a verdict is ~150-300 tokens; room for a short
+    # preamble, never a runaway generation.
+    llm_max_completion_tokens: int = Field(default=1024, ge=16, le=32_768)
+    # Liveness/readiness served by a small thread on their own port, apart from the review
+    # loop (unset: only the main port's /healthz and /readyz). Knative probes point here.
+    probe_port: int | None = Field(default=None, ge=0, le=65535)
+    probe_host: str = "0.0.0.0"  # noqa: S104 (kubelet probes the pod address)
+    # /healthz on the probe port fails when the event loop has not ticked for this long.
+    probe_loop_stall_seconds: float = Field(default=10.0, ge=0.5, le=300)
+
     # --- learning lanes and promotion ---------------------------------------------------
     learn_shadow_duration_days: float = Field(default=7.0, ge=0)
     learn_gate_delta_sharpe: float | None = None  # overrides config/promotion.yaml

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import (
+from bench.harness import (
     PROCS,
     RESULTS_DIR,
     ROOT,
@@ -116,6 +116,10 @@ def bucket(frames: list[str]) -> str:
             return "SQLAlchemy: statement build / cache key / compile"
         if "aiosqlite/" in path:
             return "aiosqlite (thread hop per call) + sqlite3"
+        if "dspy/" in path:
+            return "DSPy (adapter format / parse, callbacks, settings)"
+        if "httpx/" in path or "httpcore/" in path or "h11/" in path:
+            return "httpx / httpcore / h11 (the Jangar client)"
         if "asyncpg/" in path:
             return "asyncpg"
         if "pydantic/" in path or "pydantic_core" in path:

@@ -17,4 +17,11 @@ if ! command -v wrk >/dev/null 2>&1; then
   command -v wrk >/dev/null 2>&1 || { echo "bench: wrk still not on PATH after install" >&2; exit 2; }
 fi
 
+# The deadline storm also runs beside `stress-ng --cpu 1` (one core busy, as on a shared node);
+# without it that variant is skipped and the results say so.
+if ! command -v stress-ng >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "bench: stress-ng not found; installing the Debian package (apt-get install -y stress-ng)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null || true
+fi
+
 exec "${VENV:-.venv}/bin/python" -m bench.run "$@"

@@ -29,6 +29,9 @@ COMPLETIONS_PATH = "/openai/v1/chat/completions"
 
 # The slow behaviours' step: small enough that a 0.5 s deadline lands mid-reply.
 DRIP_INTERVAL_S = 0.2
+# How long ``runaway`` keeps generating after its answer (one delta every RUNAWAY_STEP_S).
+RUNAWAY_SECONDS = 30.0
+RUNAWAY_STEP_S = 0.02
 
 _MAX_HEAD_BYTES = 64 * 1024
 
@@ -53,6 +56,9 @@ class Behaviour(StrEnum):
     ERROR_FRAME = "error_frame"
     CONNECTION_RESET = "connection_reset"
     PLAN_MIXED = "plan_mixed"
+    # A model that never stops: the full answer (end marker included), then more text for
+    # RUNAWAY_SECONDS, never a finish_reason. A client must stop reading at the marker.
+    RUNAWAY = "runaway"
 
 
 # The review signature's outputs, as a clean approve.
@@ -295,6 +301,7 @@ class JangarStub:
         self._delay_s = delay_s
         self._requests: list[RecordedRequest] = []
         self._disconnects = 0
+        self._accepted = 0
         self._seq = 0
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -389,6 +396,12 @@ class JangarStub:
         with self._lock:
             return self._disconnects
 
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since the last reset (keep-alive reuse shows here)."""
+        with self._lock:
+            return self._accepted
+
     def reset(self) -> None:
         with self._lock:
             self._default = Behaviour.VALID
@@ -398,6 +411,7 @@ class JangarStub:
             self._delay_s = self._initial_delay_s
             self._requests.clear()
             self._disconnects = 0
+            self._accepted = 0
 
     # ------------------------------------------------------------------ server loop
 
@@ -434,6 +448,8 @@ class JangarStub:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
+        with self._lock:
+            self._accepted += 1
         try:
             while True:
                 request = await _read_request(reader)
@@ -558,7 +574,23 @@ async def _reply(behaviour: Behaviour, ex: _Exchange) -> bool:
             content = _content(ex, fields)
             mix = ex.stream_option("include_plan") is not False
             await _send_answer(ex, content, stream=ex.wants_stream, plan=mix)
+        case Behaviour.RUNAWAY:
+            await _send_runaway(ex, _content(ex, fields))
     return True
+
+
+async def _send_runaway(ex: _Exchange, content: str) -> None:
+    sse = _Sse(ex.writer)
+    await sse.open()
+    await sse.event(_chunk(ex, {"role": "assistant", "content": ""}))
+    for part in _split(content, 4):
+        await sse.event(_chunk(ex, {"content": part}))
+    end = time.monotonic() + RUNAWAY_SECONDS
+    while time.monotonic() < end:
+        await asyncio.sleep(RUNAWAY_STEP_S)
+        await sse.event(_chunk(ex, {"content": " and another thing"}))
+    await sse.event(_chunk(ex, {}, finish_reason="length"))
+    await sse.done()
 
 
 _PLAN_NOTES = ("\n<plan>check liquidity</plan>\n", "\n<plan>compare to limits</plan>\n")

@@ -31,6 +31,7 @@ TABLES = (
     "llm_decision_reviews",
     "llm_dspy_workflow_artifacts",
     "service_controls",
+    "control_events",
 )
 
 

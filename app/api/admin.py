@@ -5,20 +5,32 @@ compare) or 401; 503 ``admin_disabled`` when no token is configured. The acting 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.controls import repository as controls_repo
+from app.controls import service as controls_service
+from app.controls.changes import ReasonRequired
 from app.db.session import read_only, unit_of_work
-from app.errors import Conflict, ErrorCode, NotFound, ServiceUnavailable, Unauthorized
+from app.errors import (
+    Conflict,
+    ErrorCode,
+    NotFound,
+    RequestInvalid,
+    ServiceError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from app.gates.context import TradingState
 from app.observability.logging import event
 from app.registry import evidence, repository, service
+from app.registry.artifact import ArtifactRefused, Refusal
 from app.registry.promotion import policy_for
 from app.registry.states import ArtifactState, InvalidTransition
 from app.settings import Settings
@@ -27,7 +39,8 @@ from app.settings import Settings
 def require_admin(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
-    x_operator: Annotated[str | None, Header(max_length=128)] = None,
+    # "operator:" + this fits the 128-character actor columns of every history table.
+    x_operator: Annotated[str | None, Header(max_length=128 - len("operator:"))] = None,
 ) -> str:
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
@@ -64,6 +77,29 @@ class ControlsIn(BaseModel):
     dspy_disabled: bool | None = None
     routing_disabled: bool | None = None
     reason: str = Field(default="", max_length=1000)
+
+
+# Every refusal has its own stable error code (a test checks the mapping is complete).
+REFUSAL_CODES: dict[Refusal, ErrorCode] = {
+    Refusal.CONTENT_ALTERED: ErrorCode.ARTIFACT_CONTENT_ALTERED,
+    Refusal.STATE_PRUNED: ErrorCode.ARTIFACT_STATE_PRUNED,
+    Refusal.SIGNATURE_MISMATCH: ErrorCode.ARTIFACT_SIGNATURE_MISMATCH,
+    Refusal.NEVER_ACTIVE: ErrorCode.ARTIFACT_NEVER_ACTIVE,
+    Refusal.MISSING: ErrorCode.NOT_FOUND,
+    Refusal.INVALID: ErrorCode.ARTIFACT_INVALID,
+}
+
+
+def _refused(
+    refusal: Refusal, message: str, actor: str, reasons: list[str] | None = None
+) -> ServiceError:
+    event("registry.artifact_refused", logging.WARNING, reason=refusal.value, actor=actor)
+    kind = NotFound if refusal is Refusal.MISSING else Conflict
+    return kind(
+        message,
+        code=REFUSAL_CODES[refusal],
+        details={"refusal": refusal.value, "reasons": reasons or [message]},
+    )
 
 
 def _artifact_json(row: Any) -> dict[str, Any]:
@@ -132,16 +168,9 @@ async def transition_artifact(
     try:
         async with unit_of_work(pipeline.factory) as session:
             if body.to is ArtifactState.RETIRED:
-                before = await service.transition(
-                    session,
-                    artifact_hash,
-                    body.to,
-                    actor=actor,
-                    reason=body.reason,
-                    evidence_hash=None,
-                    now=now,
+                before = await service.retire(
+                    session, artifact_hash, actor=actor, reason=body.reason, now=now
                 )
-                await service.prune_retired(session, pipeline.program_name, now)
                 result = service.PromotionResult(True, None, [], before)
             else:
                 result = await service.promote(
@@ -159,10 +188,14 @@ async def transition_artifact(
         raise NotFound(str(exc)) from None
     except InvalidTransition as exc:
         raise Conflict(str(exc), code=ErrorCode.INVALID_TRANSITION) from None
+    except ArtifactRefused as exc:
+        raise _refused(exc.reason, str(exc), actor) from None
     except (service.TransitionConflict, IntegrityError) as exc:
         raise Conflict(
             f"transition lost a race: {exc}", code=ErrorCode.TRANSITION_CONFLICT
         ) from None
+    if result.refusal is not None:
+        raise _refused(result.refusal, f"promotion to {body.to} refused", actor, result.reasons)
     if not result.promoted:
         assert result.code is not None
         raise Conflict(
@@ -184,7 +217,8 @@ async def transition_artifact(
 async def rollback_artifact(
     body: RollbackIn, pipeline: PipelineDep, actor: ActorDep
 ) -> dict[str, Any]:
-    """Re-point ACTIVE to the last-known-good artifact; every replica follows within 2 s."""
+    """Re-point ACTIVE to the last known good artifact (README: the rollback rule); every
+    replica follows within 2 s."""
     try:
         async with unit_of_work(pipeline.factory) as session:
             restored, replaced = await service.rollback(
@@ -196,6 +230,10 @@ async def rollback_artifact(
             )
     except LookupError as exc:
         raise NotFound(str(exc)) from None
+    except ArtifactRefused as exc:
+        raise _refused(exc.reason, str(exc), actor) from None
+    except InvalidTransition as exc:
+        raise Conflict(str(exc), code=ErrorCode.INVALID_TRANSITION) from None
     except (service.TransitionConflict, IntegrityError) as exc:
         raise Conflict(f"rollback lost a race: {exc}", code=ErrorCode.TRANSITION_CONFLICT) from None
     event("registry.rollback_completed", restored=restored, replaced=replaced, actor=actor)
@@ -215,10 +253,13 @@ async def get_controls(pipeline: PipelineDep, _: ActorDep) -> dict[str, Any]:
 
 @router.post("/controls")
 async def set_controls(body: ControlsIn, pipeline: PipelineDep, actor: ActorDep) -> dict[str, Any]:
-    """Change trading state / kill switches for every replica (seen within 2 s)."""
-    async with unit_of_work(pipeline.factory) as session:
-        c = await controls_repo.update(
-            session,
+    """Change trading state / kill switches for every replica (seen within 2 s). Recorded as
+    an append-only event (actor, reason, before -> after); relaxing needs a reason."""
+    if body.trading_state is None and body.dspy_disabled is None and body.routing_disabled is None:
+        raise RequestInvalid("name at least one control to change")
+    try:
+        result = await controls_service.change(
+            pipeline.factory,
             actor=actor,
             reason=body.reason,
             now=pipeline.clock(),
@@ -226,9 +267,31 @@ async def set_controls(body: ControlsIn, pipeline: PipelineDep, actor: ActorDep)
             dspy_disabled=body.dspy_disabled,
             routing_disabled=body.routing_disabled,
         )
+    except ReasonRequired as exc:
+        raise RequestInvalid(str(exc), details=[{"path": "reason", "message": str(exc)}]) from None
+    c = result.after
     return {
         "trading_state": c.trading_state,
         "dspy_disabled": c.dspy_disabled,
         "routing_disabled": c.routing_disabled,
         "version": c.version,
+        "changed": result.changed,
+    }
+
+
+@router.get("/controls/history")
+async def controls_history(
+    pipeline: PipelineDep,
+    _: ActorDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[
+        int | None, Query(ge=1, description="page back: events older than id")
+    ] = None,
+) -> dict[str, Any]:
+    """Every control change, newest first (append-only: never edited)."""
+    async with read_only(pipeline.factory) as session:
+        rows = await controls_repo.history(session, limit=limit, before_id=before)
+    return {
+        "events": [controls_service.event_json(e) for e in rows],
+        "next_before": rows[-1].id if len(rows) == limit else None,
     }

@@ -43,6 +43,8 @@ async def readyz(request: Request) -> JSONResponse:
     checks["artifact"] = artifact.artifact_hash if artifact else "none"
     if pipeline.live.last_error is not None:
         checks["artifact_error"] = pipeline.live.last_error  # e.g. a refused promotion
+    if pipeline.live.last_refusal is not None:
+        checks["artifact_refusal"] = pipeline.live.last_refusal.value  # closed set: the code
     checks["controls"] = "ok" if pipeline.live.controls_loaded else "not loaded"
     ready = checks["database"] == "ok" and artifact is not None and pipeline.live.controls_loaded
     body = {"status": "ready" if ready else "not_ready", "checks": checks}

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from app.api.arrival import arrived_at
 from app.api.deps import PipelineDep
 from app.api.responses import error_responses
 from app.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestInvalid
@@ -79,7 +80,7 @@ async def review(
     raw = await read_body(request, request.app.state.settings.max_body_bytes)
     payload = parse_review_request(raw)
     trace = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k)) is not None}
-    result = await decide(pipeline, payload, idempotency_key, trace)
+    result = await decide(pipeline, payload, idempotency_key, trace, arrived_at(request.scope))
     timings = result.body["timings_ms"]
     # Time spent outside the LLM call (a replay did no work: 0).
     overhead = max(timings.get("total", 0.0) - timings.get("llm", 0.0), 0.0)

@@ -1,4 +1,4 @@
-"""Service controls SQL: a single versioned row (id = 1)."""
+"""Service controls SQL: a single versioned row (id = 1) and its append-only event history."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ServiceControlsRow
+from app.controls.changes import ControlValues, changed_fields, check_reason
+from app.db.models import ControlEventRow, ServiceControlsRow
 from app.gates.context import TradingState
 
 
@@ -24,14 +26,7 @@ class Controls:
 
 async def get(session: AsyncSession) -> Controls | None:
     row = await session.get(ServiceControlsRow, 1)
-    if row is None:
-        return None
-    return Controls(
-        trading_state=TradingState(row.trading_state),
-        dspy_disabled=row.dspy_disabled,
-        routing_disabled=row.routing_disabled,
-        version=row.version,
-    )
+    return _controls(row) if row is not None else None
 
 
 async def version(session: AsyncSession) -> int | None:
@@ -41,24 +36,72 @@ async def version(session: AsyncSession) -> int | None:
     return result.scalar_one_or_none()
 
 
+_INITIAL = ControlValues(TradingState.ACTIVE, dspy_disabled=False, routing_disabled=False)
+
+
+def _values(row: ServiceControlsRow) -> ControlValues:
+    return ControlValues(
+        trading_state=TradingState(row.trading_state),
+        dspy_disabled=row.dspy_disabled,
+        routing_disabled=row.routing_disabled,
+    )
+
+
+def _event(
+    *,
+    version: int,
+    actor: str,
+    reason: str,
+    before: ControlValues | None,
+    after: ControlValues,
+    now: datetime,
+) -> ControlEventRow:
+    return ControlEventRow(
+        version=version,
+        actor=actor,
+        reason=reason,
+        before=before.as_json() if before is not None else None,
+        after=after.as_json(),
+        created_at=now,
+    )
+
+
 async def ensure(session: AsyncSession, now: datetime) -> None:
     if await session.get(ServiceControlsRow, 1) is not None:
         return
-    # A savepoint: losing the race to another replica must not poison the caller's unit.
+    # A savepoint: losing the race to another replica must not poison the caller's unit
+    # (and takes this replica's creation event with it).
     with contextlib.suppress(IntegrityError):
         async with session.begin_nested():
             session.add(
                 ServiceControlsRow(
                     id=1,
-                    trading_state=TradingState.ACTIVE.value,
-                    dspy_disabled=False,
-                    routing_disabled=False,
+                    trading_state=_INITIAL.trading_state.value,
+                    dspy_disabled=_INITIAL.dspy_disabled,
+                    routing_disabled=_INITIAL.routing_disabled,
                     version=1,
                     updated_by="system:bootstrap",
                     reason="initial controls",
                     updated_at=now,
                 )
             )
+            session.add(
+                _event(
+                    version=1,
+                    actor="system:bootstrap",
+                    reason="initial controls",
+                    before=None,
+                    after=_INITIAL,
+                    now=now,
+                )
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ControlChange:
+    before: Controls
+    after: Controls
+    changed: list[str]  # field names; empty: nothing changed, nothing recorded
 
 
 async def update(
@@ -70,24 +113,59 @@ async def update(
     trading_state: TradingState | None = None,
     dspy_disabled: bool | None = None,
     routing_disabled: bool | None = None,
-) -> Controls:
+) -> ControlChange:
+    """Change the controls row and append its event in the caller's unit (one transaction).
+
+    The row is locked before it is read, so concurrent changes serialise and every event's
+    ``before`` is the previous event's ``after``. A change that changes nothing records
+    nothing. Raises ``ReasonRequired`` when a relaxing change has no reason.
+    """
     await ensure(session, now)
-    row = await session.get(ServiceControlsRow, 1, with_for_update=True)
+    # Take the row's write lock before reading it (a no-op UPDATE: a row lock on PostgreSQL,
+    # the database write lock on SQLite, where SELECT ... FOR UPDATE does not exist).
+    await session.execute(
+        sql_update(ServiceControlsRow)
+        .where(ServiceControlsRow.id == 1)
+        .values(version=ServiceControlsRow.version)
+        .execution_options(synchronize_session=False)
+    )
+    row = await session.get(ServiceControlsRow, 1, populate_existing=True)
     assert row is not None
-    if trading_state is not None:
-        row.trading_state = trading_state.value
-    if dspy_disabled is not None:
-        row.dspy_disabled = dspy_disabled
-    if routing_disabled is not None:
-        row.routing_disabled = routing_disabled
+    before = _values(row)
+    after = before.with_changes(trading_state, dspy_disabled, routing_disabled)
+    old = _controls(row)
+    changed = changed_fields(before, after)
+    if not changed:
+        return ControlChange(old, old, [])
+    check_reason(before, after, reason)
+    row.trading_state = after.trading_state.value
+    row.dspy_disabled = after.dspy_disabled
+    row.routing_disabled = after.routing_disabled
     row.version += 1
     row.updated_by = actor
     row.reason = reason
     row.updated_at = now
+    session.add(
+        _event(version=row.version, actor=actor, reason=reason, before=before, after=after, now=now)
+    )
     await session.flush()
+    return ControlChange(old, _controls(row), changed)
+
+
+def _controls(row: ServiceControlsRow) -> Controls:
     return Controls(
         trading_state=TradingState(row.trading_state),
         dspy_disabled=row.dspy_disabled,
         routing_disabled=row.routing_disabled,
         version=row.version,
     )
+
+
+async def history(
+    session: AsyncSession, *, limit: int, before_id: int | None = None
+) -> list[ControlEventRow]:
+    """Control events, newest first; ``before_id`` pages back (ids only grow)."""
+    stmt = select(ControlEventRow).order_by(ControlEventRow.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(ControlEventRow.id < before_id)
+    return list((await session.execute(stmt)).scalars())

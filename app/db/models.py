@@ -116,6 +116,8 @@ class ArtifactEventRow(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     evidence_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # How the move was asked for (``registry.states.Route``); NULL on rows older than 0004.
+    route: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_artifact_events_hash", "artifact_hash", "id"),
@@ -295,3 +297,22 @@ class ShadowReviewRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     __table_args__ = (Index("ix_shadow_reviews_artifact_created", "artifact_hash", "created_at"),)
+
+
+# --- registry integrity + control audit (migration 0004_registry) ----------------------------
+
+
+class ControlEventRow(Base):
+    """Append-only history of operator control changes (written with the controls row)."""
+
+    __tablename__ = "control_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)  # controls version after
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None: the row was created
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_control_events_created", "created_at", "id"),)

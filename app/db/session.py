@@ -107,14 +107,11 @@ async def core_transaction(engine: AsyncEngine) -> AsyncGenerator[AsyncConnectio
 
 
 @asynccontextmanager
-async def autocommit_read(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
-    """A Core connection without BEGIN/ROLLBACK around it: one round trip per read.
-
-    SQLite's driver never opens a transaction for a SELECT, so there the isolation switch
-    (two extra hops to the driver thread) is skipped."""
+async def driver_read(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
+    """A pooled connection for statements run on the driver itself (hot-path reads): nothing
+    goes through SQLAlchemy's execute, so no transaction is begun and the pool's return-reset
+    has nothing to roll back; both drivers run a lone statement in autocommit."""
     async with engine.connect() as conn:
-        if engine.dialect.name != "sqlite":
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
 
 

@@ -4,7 +4,8 @@ Every lane command prints its output hash (and nothing else) on stdout, so a scr
 them (``DATASET=$(python -m app lanes synthetic --n 60 --seed 7)``); progress and summaries go
 to stderr. Exit codes: 0 ok, 1 lane failed, 2 configuration error, 3 promotion denied
 (``E_LEARN_GATE_FAILED`` / ``E_LEARN_APPROVAL_MISSING``, reasons printed), 4 not found,
-5 refused transition (not in the table, or lost a race / slot taken).
+5 refused transition (not in the table, lost a race / slot taken, or the artifact itself is
+refused: ``content_altered``, ``state_pruned``; the reason is printed).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def _settings() -> Settings:
 def _run(settings: Settings, fn: Callable[[SessionFactory], Awaitable[T]]) -> T:
     """Run ``fn`` with a session factory on a fresh engine; map expected failures to exits."""
     from app.db.session import create_engine, create_session_factory
+    from app.registry.artifact import ArtifactRefused
     from app.registry.service import TransitionConflict
     from app.registry.states import InvalidTransition
 
@@ -81,6 +83,9 @@ def _run(settings: Settings, fn: Callable[[SessionFactory], Awaitable[T]]) -> T:
     except LookupError as exc:
         err.print(f"[red]not found:[/red] {exc}")
         raise typer.Exit(EXIT_NOT_FOUND) from None
+    except ArtifactRefused as exc:
+        err.print(f"[red]refused ({exc.reason}):[/red] {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
     except (InvalidTransition, TransitionConflict) as exc:
         err.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
@@ -343,6 +348,11 @@ def promote_cmd(
         )
 
     result = _run(settings, go)
+    if result.refusal is not None:
+        err.print(f"[red]refused ({result.refusal}):[/red] {artifact_hash[:12]} may not serve")
+        for line in result.reasons:
+            err.print(f"  - {line}")
+        raise typer.Exit(EXIT_REFUSED)
     if not result.promoted:
         code = result.code.value if result.code else "denied"
         err.print(f"[red]{code}[/red]: promotion of {artifact_hash[:12]} to {to} denied")

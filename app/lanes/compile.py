@@ -312,7 +312,12 @@ async def run(
         compile_config_hash=cfg_hash,
     )
     stored_state: dict[str, Any] = {"dspy": state}
-    Artifact.verified(artifact_hash(manifest, stored_state), manifest, stored_state)
+    Artifact.verified(
+        artifact_hash(manifest, stored_state),
+        manifest,
+        stored_state,
+        signature_version=settings.llm_dspy_signature_version,
+    )
     hashed_config = config.hashed(settings.llm_model)
     lineage: dict[str, Any] = {
         "lane": LANE,

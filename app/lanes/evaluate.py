@@ -64,7 +64,7 @@ from app.observability.logging import event
 from app.pipeline import final_decision
 from app.registry import evidence
 from app.registry import repository as registry
-from app.registry.artifact import Artifact, ArtifactIntegrityError
+from app.registry.artifact import Artifact, ArtifactRefused
 from app.registry.evidence import EvidenceKind
 from app.registry.hashing import artifact_hash, canonical_json
 from app.registry.promotion import PromotionPolicy, Scorecard, check_scorecard
@@ -335,16 +335,24 @@ def scorecard(
     )
 
 
-async def _load_artifact(session: AsyncSession, digest: str) -> tuple[Artifact, bool]:
+async def _load_artifact(
+    session: AsyncSession, digest: str, signature_version: str
+) -> tuple[Artifact, bool]:
     row = await registry.get_by_hash(session, digest)
     if row is None:
         raise LookupError(f"artifact {digest} not found")
     ok = reproducible(row.artifact_hash, row.manifest, row.program_state)
     try:
-        return Artifact.verified(row.artifact_hash, row.manifest, row.program_state), ok
-    except (ArtifactIntegrityError, KeyError, ValueError) as exc:
+        loaded = Artifact.verified(
+            row.artifact_hash,
+            row.manifest,
+            row.program_state,
+            signature_version=signature_version,
+        )
+    except (ArtifactRefused, KeyError, ValueError) as exc:
         # Nothing to run: a tampered or pruned artifact cannot even be evaluated.
         raise ValueError(f"artifact {digest[:12]} cannot be evaluated: {exc}") from exc
+    return loaded, ok
 
 
 async def run(
@@ -365,13 +373,21 @@ async def run(
     start = time.perf_counter()
     async with read_only(factory) as session:
         data = await datasets.load(session, dataset_hash)
-        candidate, hash_ok = await _load_artifact(session, artifact)
+        candidate, hash_ok = await _load_artifact(
+            session, artifact, settings.llm_dspy_signature_version
+        )
         active_hash = await registry.hash_in_state(
             session, candidate.program_name, ArtifactState.ACTIVE
         )
         active = None
         if active_hash is not None and active_hash != candidate.artifact_hash:
-            active, _ = await _load_artifact(session, active_hash)
+            baseline = await registry.get_by_hash(session, active_hash)
+            # An active artifact of another signature version (an upgrade in progress) is no
+            # baseline for this one: the comparison is skipped, not the candidate refused.
+            if baseline is not None and baseline.signature_version == candidate.signature_version:
+                active, _ = await _load_artifact(
+                    session, active_hash, settings.llm_dspy_signature_version
+                )
     examples = sorted(data.split(Split.TEST), key=lambda e: (e.as_of, e.example_id))
     if max_examples is not None:
         examples = examples[:max_examples]

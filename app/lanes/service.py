@@ -237,13 +237,11 @@ async def promote(
         now = clock()
         async with unit_of_work(factory) as session:
             if retire_shadow is not None:
-                await service.transition(
+                await service.retire(
                     session,
                     retire_shadow,
-                    ArtifactState.RETIRED,
                     actor=actor,
                     reason=f"replaced in shadow by {digest[:12]}",
-                    evidence_hash=None,
                     now=now,
                 )
             return await service.promote(
@@ -291,16 +289,7 @@ async def retire(
     with _observed(Lane.RETIRE):
         now = clock()
         async with unit_of_work(factory) as session:
-            before = await service.transition(
-                session,
-                digest,
-                ArtifactState.RETIRED,
-                actor=actor,
-                reason=reason or "retired",
-                evidence_hash=None,
-                now=now,
-            )
-            await service.prune_retired(session, settings.llm_dspy_program_name, now)
+            before = await service.retire(session, digest, actor=actor, reason=reason, now=now)
     metrics.LEARN_MODEL_STATE.labels(
         await _executor_of(factory, digest), ArtifactState.RETIRED.value
     ).inc()

@@ -35,7 +35,8 @@ ACTIVE_ARTIFACT = Gauge(
 ARTIFACT_LOAD_FAILURES = Counter(
     "trade_review_artifact_load_failures_total",
     "Artifacts refused at load",
-    ["reason"],  # integrity | missing | invalid
+    ["reason"],  # registry.artifact.Refusal: content_altered | state_pruned |
+    # signature_mismatch | never_active | missing | invalid
 )
 TRADING_STATE = Gauge(
     "trade_review_trading_state", "Operator trading state (1 = current)", ["state"]
@@ -128,3 +129,10 @@ SHADOW_DROPPED = Counter(
     "trade_review_shadow_dropped_total", "Shadow reviews dropped because the queue was full"
 )
 SHADOW_QUEUE_DEPTH = Gauge("trade_review_shadow_queue_depth", "Shadow reviews waiting")
+
+# --- answer deadline (issue 12) -----------------------------------------------------------
+DEADLINE_MISSES = Counter(
+    "trade_review_deadline_misses_total",
+    "Answers ready after arrival + LLM_DSPY_TIMEOUT_SECONDS (the audit commit is never cut)",
+    ["executor"],
+)

@@ -2,14 +2,17 @@
 
 A background task polls two cheap version checks (the ACTIVE hash of the program and the
 controls version) every ``controls_refresh_seconds`` (<= 2 s), so a promotion, rollback or
-control change reaches every replica without restart. A row whose content no longer hashes
-to its address is refused and the previous artifact keeps serving.
+control change reaches every replica without restart. An artifact refused at load (content
+altered, state pruned, built for another signature version, a pin to an artifact that was
+never active: ``registry.artifact.Refusal``) is not served, the previous artifact keeps
+serving, and /readyz and ``trade_review_artifact_load_failures_total{reason}`` say why.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,15 +20,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.controls import repository as controls_repo
 from app.controls.repository import Controls
-from app.db.session import SessionFactory, read_only, unit_of_work
+from app.db.session import (
+    SessionFactory,
+    create_engine,
+    create_session_factory,
+    read_only,
+    unit_of_work,
+)
 from app.gates.context import TradingState
 from app.observability import metrics
 from app.observability.logging import event
 from app.registry import repository, service
-from app.registry.artifact import Artifact, ArtifactIntegrityError
+from app.registry.artifact import Artifact, ArtifactRefused, Refusal
 from app.registry.states import ArtifactState
 from app.rollout import repository as rollout_repo
 from app.rollout.repository import Route
+from app.settings import Settings
+
+# Refusals that depend only on the content behind the hash: remembered, never retried.
+# (A missing row may be committed later; a pin to a never-active artifact may be promoted.)
+_REFUSED_FOR_GOOD = frozenset(
+    {Refusal.CONTENT_ALTERED, Refusal.STATE_PRUNED, Refusal.SIGNATURE_MISMATCH, Refusal.INVALID}
+)
 
 
 class LiveState:
@@ -52,8 +68,16 @@ class LiveState:
         self.controls_loaded = False
         self.bootstrapped = False
         self.last_error: str | None = None
-        self._refused: dict[str, str] = {}
-        # Progressive delivery: the open rollout's split and its verified CANARY artifact.
+        # time.monotonic() of the last poll that reached the database (the probe port's
+        # readiness reads it instead of querying the database from its thread).
+        self.refreshed_at: float | None = None
+        # Why the wanted artifact was refused (closed set), beside ``last_error``'s sentence.
+        self.last_refusal: Refusal | None = None
+        self._refused: dict[str, tuple[Refusal, str]] = {}
+        for refusal in Refusal:  # every label exported from the start (0), so alerts see it
+            metrics.ARTIFACT_LOAD_FAILURES.labels(refusal.value)
+        # Progressive delivery: the open rollout's split, its verified CANARY artifact, and the
+        # SHADOW artifact the shadow runner mirrors requests to.
         self.route: Route | None = None
         self.canary: Artifact | None = None
         self.shadow: Artifact | None = None
@@ -82,14 +106,31 @@ class LiveState:
             )
             current = self.artifact.artifact_hash if self.artifact else None
             problem: str | None = None
+            self.last_refusal = None
             if wanted is not None and wanted != current:
-                problem = self._refused.get(wanted) or await self._load(session, wanted)
+                known = self._refused.get(wanted)
+                if known is not None:
+                    self.last_refusal, problem = known
+                else:
+                    problem = await self._load(session, wanted)
             await self._refresh_route(session)
         # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
         self.last_error = problem
+        self.refreshed_at = time.monotonic()
+
+    @property
+    def pin_problem(self) -> str | None:
+        """One line saying why the pinned artifact is refused (None: not pinned, or serving,
+        or not known yet); start-up refuses on it."""
+        if self._pinned is None or self.last_refusal is None or self.last_error is None:
+            return None
+        return f"LLM_DSPY_ARTIFACT_HASH refused ({self.last_refusal}): {self.last_error}"
 
     async def _load(self, session: AsyncSession, wanted: str) -> str | None:
-        """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise."""
+        """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise.
+
+        Database errors propagate (the poll fails and is retried); only the artifact itself
+        is refused here."""
         loaded = await self._verified(session, wanted)
         if isinstance(loaded, str):
             return loaded
@@ -98,7 +139,9 @@ class LiveState:
 
     async def _refresh_route(self, session: AsyncSession) -> None:
         """Load the open rollout's split (the canary serves only once verified and prepared)
-        and the SHADOW artifact the shadow runner mirrors requests to."""
+        and the SHADOW artifact. Their refusals are counted but never reported as the
+        active artifact's (``last_refusal`` is what /readyz reads)."""
+        keep = self.last_refusal
         route = await rollout_repo.route(session, self._program)
         if route is None or route.weight_pct <= 0:
             self.route, self.canary = route, None
@@ -117,28 +160,40 @@ class LiveState:
         elif self.shadow is None or self.shadow.artifact_hash != shadow:
             loaded = await self._verified(session, shadow)
             self.shadow = loaded if isinstance(loaded, Artifact) else None
+        self.last_refusal = keep
 
     async def _verified(self, session: AsyncSession, wanted: str) -> Artifact | str:
         """The verified, prepared artifact, or why it was refused."""
         row = await repository.get_by_hash(session, wanted)
-        if row is None:  # not refused for good: it may be committed by the next poll
-            metrics.ARTIFACT_LOAD_FAILURES.labels("missing").inc()
-            event("artifact.missing", logging.ERROR, artifact_hash=wanted)
-            return f"artifact {wanted} not found"
         try:
-            loaded = Artifact.verified(row.artifact_hash, row.manifest, row.program_state)
+            if wanted == self._pinned:
+                await service.check_pin(session, wanted, self._program)
+            if row is None:  # not refused for good: it may be committed by the next poll
+                raise ArtifactRefused(Refusal.MISSING, f"artifact {wanted} not found")
+        except ArtifactRefused as exc:
+            return self._refuse(wanted, exc.reason, str(exc))
+        try:
+            loaded = Artifact.verified(
+                row.artifact_hash,
+                row.manifest,
+                row.program_state,
+                signature_version=self._signature_version,
+            )
             if self._prepare is not None:
                 self._prepare(loaded)
-        except ArtifactIntegrityError as exc:
-            reason, label = str(exc), "integrity"
+        except ArtifactRefused as exc:
+            return self._refuse(wanted, exc.reason, str(exc))
         except Exception as exc:  # unreadable manifest or program state: refuse, keep serving
-            reason, label = f"artifact {wanted} unreadable: {exc}", "invalid"
-        else:
-            return loaded
-        self._refused[wanted] = reason
-        metrics.ARTIFACT_LOAD_FAILURES.labels(label).inc()
-        event("artifact.refused", logging.ERROR, error=reason)
-        return reason
+            return self._refuse(wanted, Refusal.INVALID, f"artifact {wanted} unreadable: {exc}")
+        return loaded
+
+    def _refuse(self, wanted: str, refusal: Refusal, message: str) -> str:
+        if refusal in _REFUSED_FOR_GOOD:
+            self._refused[wanted] = (refusal, message)
+        metrics.ARTIFACT_LOAD_FAILURES.labels(refusal.value).inc()
+        event("artifact.refused", logging.ERROR, reason=refusal.value, error=message)
+        self.last_refusal = refusal
+        return message
 
     def _set_controls(self, controls: Controls) -> None:
         self.controls = controls
@@ -169,5 +224,33 @@ class LiveState:
             except Exception as exc:
                 metrics.STATE_REFRESH_FAILURES.inc()
                 self.last_error = f"refresh failed: {type(exc).__name__}"
+                self.last_refusal = None
                 event("state.refresh_failed", logging.WARNING, error=type(exc).__name__)
             await asyncio.sleep(interval)
+
+
+class PinRefused(Exception):
+    """``LLM_DSPY_ARTIFACT_HASH`` names an artifact this service must not serve: no start."""
+
+
+async def pin_problem_at_start(settings: Settings, clock: Callable[[], datetime]) -> str | None:
+    """What start-up would refuse the pin for, checked before the server starts (so the
+    operator reads one line, not a traceback); None when fine or the database is unreachable
+    (the loader keeps refusing at runtime then)."""
+    if settings.llm_dspy_artifact_hash is None:
+        return None
+    engine = create_engine(settings)
+    try:
+        live = LiveState(
+            create_session_factory(engine),
+            program_name=settings.llm_dspy_program_name,
+            signature_version=settings.llm_dspy_signature_version,
+            pinned_hash=settings.llm_dspy_artifact_hash,
+            clock=clock,
+        )
+        await live.refresh()
+        return live.pin_problem
+    except Exception:
+        return None
+    finally:
+        await engine.dispose()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ArtifactEventRow, ArtifactRow
-from app.registry.states import ArtifactState
+from app.registry.artifact import PRUNED_STATE, is_pruned
+from app.registry.states import ArtifactState, History, Route
 
 
 async def get_by_hash(session: AsyncSession, artifact_hash: str) -> ArtifactRow | None:
@@ -81,6 +82,7 @@ async def add_event(
     to_state: ArtifactState,
     reason: str,
     evidence_hash: str | None,
+    route: Route,
     now: datetime,
 ) -> None:
     session.add(
@@ -92,6 +94,7 @@ async def add_event(
             to_state=to_state.value,
             reason=reason,
             evidence_hash=evidence_hash,
+            route=route.value,
             created_at=now,
         )
     )
@@ -129,42 +132,87 @@ async def entered_state_at(
     return result.scalar_one_or_none()
 
 
-async def last_known_good(session: AsyncSession, program: str, exclude: str | None) -> str | None:
-    """The artifact most recently retired from ACTIVE that is still retired (and retained)."""
-    stmt = (
-        select(ArtifactEventRow.artifact_hash)
-        .join(ArtifactRow, ArtifactRow.artifact_hash == ArtifactEventRow.artifact_hash)
+async def history(session: AsyncSession, artifact_hash: str, program: str) -> History:
+    """The facts the transition rules need, from the event log (two indexed EXISTS)."""
+    was_active = exists().where(
+        ArtifactEventRow.artifact_hash == artifact_hash,
+        ArtifactEventRow.to_state == ArtifactState.ACTIVE.value,
+    )
+    had_active = exists().where(
+        ArtifactEventRow.program_name == program,
+        ArtifactEventRow.to_state == ArtifactState.ACTIVE.value,
+    )
+    row = (await session.execute(select(was_active, had_active))).one()
+    return History(artifact_was_active=bool(row[0]), program_had_active=bool(row[1]))
+
+
+async def retired_by_last_exit(session: AsyncSession, program: str) -> list[tuple[str, str | None]]:
+    """``(hash, route)`` of every RETIRED artifact of ``program`` that was ACTIVE, by its latest
+    exit from ACTIVE (newest first); ``route`` is how that exit happened."""
+    last_exit = (
+        select(func.max(ArtifactEventRow.id).label("id"))
         .where(
             ArtifactEventRow.program_name == program,
             ArtifactEventRow.from_state == ArtifactState.ACTIVE.value,
             ArtifactEventRow.to_state == ArtifactState.RETIRED.value,
-            ArtifactRow.state == ArtifactState.RETIRED.value,
         )
-        .order_by(ArtifactEventRow.id.desc())
-        .limit(1)
+        .group_by(ArtifactEventRow.artifact_hash)
+        .subquery()
     )
-    if exclude is not None:
-        stmt = stmt.where(ArtifactEventRow.artifact_hash != exclude)
-    result = await session.execute(stmt)
-    return result.scalar_one_or_none()
+    result = await session.execute(
+        select(ArtifactEventRow.artifact_hash, ArtifactEventRow.route)
+        .join(last_exit, last_exit.c.id == ArtifactEventRow.id)
+        .join(ArtifactRow, ArtifactRow.artifact_hash == ArtifactEventRow.artifact_hash)
+        .where(ArtifactRow.state == ArtifactState.RETIRED.value)
+        .order_by(ArtifactEventRow.id.desc())
+    )
+    return [(h, r) for h, r in result]
+
+
+async def rollback_targets(session: AsyncSession, program: str) -> list[str]:
+    """Formerly ACTIVE, now RETIRED artifacts that were not rolled back from, newest exit from
+    ACTIVE first: the rollback order (retention keeps the first ``RETAINED`` of them)."""
+    return [
+        h
+        for h, route in await retired_by_last_exit(session, program)
+        if route != Route.ROLLBACK.value
+    ]
 
 
 async def prune_retired_state(session: AsyncSession, program: str, keep: int, now: datetime) -> int:
-    """Drop the program state of retired artifacts beyond the newest ``keep`` (rows and their
-    history stay; a pruned artifact no longer hashes, so it can never serve again)."""
-    result = await session.execute(
-        select(ArtifactRow)
+    """Drop the program state of retired artifacts outside both retention windows (rows and
+    their history stay; a pruned artifact is refused at every transition and every load).
+
+    Two windows of ``keep`` each, so neither can push the other out:
+    - rollback targets (``rollback_targets``): the newest ``keep`` by their exit from ACTIVE,
+      so the last known good is never pruned;
+    - every other retired artifact (never ACTIVE, or rolled back from: none can serve again),
+      the newest ``keep`` by when they were retired.
+    """
+    targets = await rollback_targets(session, program)
+    kept = set(targets[:keep])
+    others = await session.execute(
+        select(ArtifactRow.artifact_hash)
         .where(
-            ArtifactRow.program_name == program, ArtifactRow.state == ArtifactState.RETIRED.value
+            ArtifactRow.program_name == program,
+            ArtifactRow.state == ArtifactState.RETIRED.value,
         )
         .order_by(ArtifactRow.updated_at.desc(), ArtifactRow.id.desc())
-        .offset(keep)
+    )
+    eligible = set(targets)
+    kept.update([h for h in others.scalars() if h not in eligible][:keep])
+    result = await session.execute(
+        select(ArtifactRow).where(
+            ArtifactRow.program_name == program,
+            ArtifactRow.state == ArtifactState.RETIRED.value,
+            ArtifactRow.artifact_hash.not_in(kept) if kept else true(),
+        )
     )
     pruned = 0
     for row in result.scalars():
-        if row.program_state.get("pruned"):
+        if is_pruned(row.program_state):
             continue
-        row.program_state = {"pruned": True}
+        row.program_state = dict(PRUNED_STATE)
         row.lineage = {**row.lineage, "pruned_at": now.isoformat()}
         pruned += 1
     await session.flush()

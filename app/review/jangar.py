@@ -8,6 +8,8 @@ exchange here gives one cancellable stream per call and errors the runtime can c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
@@ -34,12 +36,23 @@ _NO_HEADERS: Final[Mapping[str, str]] = {}
 
 # A reply larger than this is a runaway generation, not a review; stop reading it.
 _MAX_CONTENT_CHARS: Final = 1_000_000
+# ChatAdapter's end of answer. Once it has arrived nothing the adapter parses can follow, so a
+# model that keeps generating is not read further (the stream is closed: no more budget, and
+# no more tokens on a paid gateway, are spent on it).
+COMPLETED_MARKER: Final = "[[ ## completed ## ]]"
+# After the marker a well-behaved stream sends only its finish/usage frames and [DONE]; those
+# are read (the connection then stays reusable) but never more than this many events.
+_EVENTS_AFTER_MARKER: Final = 8
+# How long the end of the HTTP body may take to follow [DONE] before the connection is dropped.
+_DRAIN_AFTER_DONE_S: Final = 0.25
 # Enough of an error body to diagnose, never enough to flood a log line.
 _ERROR_SNIPPET_CHARS: Final = 300
 
 # Config knobs the Jangar wire carries; any other one set on a Request is refused (lm15's rule:
 # never drop a setting silently).
 _FORWARDED_CONFIG: Final = frozenset({"temperature", "max_tokens", "response_format"})
+# DSPy's name for the limit -> the wire name; the smaller of it and the engine's limit goes out.
+_TOKEN_LIMIT: Final = "max_completion_tokens"  # noqa: S105 (a field name)
 _ROLES: Final = frozenset({"user", "assistant", "developer"})
 
 
@@ -57,9 +70,14 @@ class JangarEngine:
         model: str,
         api_key: str | None,
         extra_headers: Mapping[str, str],
+        max_completion_tokens: int | None = None,
     ) -> None:
         if not model:
             raise ValueError("model must be a non-empty string")
+        # Sent on every call as ``max_completion_tokens`` (the OpenAI name reasoning models
+        # require; ``max_tokens`` is refused by them). The engine owns the exchange, so DSPy's
+        # gpt-5* rule (max_tokens >= 16000 on its built-in engines) does not apply here.
+        self._max_completion_tokens = max_completion_tokens
         self._client = client
         self._url = completions_url
         self._model = model
@@ -162,7 +180,12 @@ class JangarEngine:
                     feature=f"config.{knob.name}",
                     provider=PROVIDER,
                 )
+            if knob.name == "max_tokens":
+                continue  # folded into the token limit below
             body[knob.name] = value
+        limits = [v for v in (config.max_tokens, self._max_completion_tokens) if isinstance(v, int)]
+        if limits:
+            body[_TOKEN_LIMIT] = min(limits)
         return body
 
 
@@ -213,6 +236,8 @@ class _Reply:
     content: str = ""
     finish_reason: str | None = None
     usage: lm15.Usage | None = None
+    completed: bool = False  # the adapter's end marker has arrived
+    overrun: bool = False  # text kept coming after it
 
     def response(self, fallback_model: str) -> lm15.Response:
         if not self.content.strip():
@@ -237,31 +262,60 @@ class _Reply:
             self.usage = usage
 
     def append(self, text: str) -> None:
+        if self.completed:
+            self.overrun = self.overrun or bool(text.strip())
+            return
+        start = max(0, len(self.content) - len(COMPLETED_MARKER))
         self.content += text
         if len(self.content) > _MAX_CONTENT_CHARS:
             raise lm15.ProviderError(
                 f"Jangar reply exceeded {_MAX_CONTENT_CHARS} characters", provider=PROVIDER
             )
+        # The marker may straddle two deltas: search from just before this one.
+        at = self.content.find(COMPLETED_MARKER, start)
+        if at >= 0:
+            end = at + len(COMPLETED_MARKER)
+            self.overrun = bool(self.content[end:].strip())
+            self.content = self.content[:end]
+            self.completed = True
 
 
 async def _read_sse(resp: httpx.Response) -> _Reply:
     reply = _Reply()
     data: list[str] = []
     done = False
-    async for line in resp.aiter_lines():
+    after_marker = 0
+    lines = resp.aiter_lines()
+    async for line in lines:
         if line == "":
             # A blank line ends one SSE event; its data lines join with newlines (SSE spec).
             if data and _sse_event(reply, "\n".join(data)):
                 done = True
                 break
             data = []
+            if reply.completed:
+                after_marker += 1
+                if reply.overrun or after_marker > _EVENTS_AFTER_MARKER:
+                    # The answer is complete; whatever the model adds is not read (leaving
+                    # the stream context closes the connection).
+                    reply.finish_reason = reply.finish_reason or "stop"
+                    return reply
         elif line.startswith(":"):
             continue  # comment / keepalive
         elif line.startswith("data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(" ") else value)
         # event:, id:, retry: carry nothing an OpenAI-style stream needs.
-    if not done and data:
+    if done:
+        # Only the chunked body's terminator follows [DONE]: read it, so the connection goes
+        # back to the pool instead of being closed (a new TCP connection per review otherwise).
+        # A server that keeps the stream open after [DONE] is not waited for.
+        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+            async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
+                async for _ in lines:
+                    break
+        return reply
+    if data:
         done = _sse_event(reply, "\n".join(data))
     if not done and reply.finish_reason is None:
         raise lm15.ProviderError(

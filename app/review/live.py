@@ -40,6 +40,7 @@ from app.review.jangar_url import normalize_base_url
 from app.review.program import (
     ReviewAdapter,
     TradeReviewProgram,
+    install_type_adapter_cache,
     new_program,
     prediction_fields,
     program_inputs,
@@ -141,10 +142,12 @@ class LiveExecutor:
             settings.llm_model,
             settings.jangar_api_key.get_secret_value() if settings.jangar_api_key else None,
             settings.jangar_extra_headers,
+            max_completion_tokens=settings.llm_max_completion_tokens,
         )
         self._lm = build_lm(engine, settings.llm_model)
         # Pinned adapter; its silent second call through JSONAdapter is switched off.
         self._adapter = ReviewAdapter()
+        install_type_adapter_cache()
         self._deadline = settings.llm_dspy_timeout_seconds
         self._reserve_per_call = settings.llm_answer_reserve_ms / 1000
         self._programs: OrderedDict[str, TradeReviewProgram] = OrderedDict()
@@ -175,11 +178,11 @@ class LiveExecutor:
         request: ReviewRequest,
         artifact: Artifact,
         trace_headers: Mapping[str, str],
-        started_at: float | None = None,
+        llm_deadline: float | None = None,
     ) -> LiveResult:
-        """``started_at`` (``loop.time()`` when the review began) anchors the deadline: the
-        LLM step ends at ``started_at + LLM_DSPY_TIMEOUT_SECONDS`` however long the request
-        waited before it, so a burst cannot push answers past the budget."""
+        """The call ends by ``llm_deadline`` (event-loop time; the pipeline derives it from
+        the request's arrival, see ``review/budget.py``), earlier still when many calls are in
+        flight. None: ``LLM_DSPY_TIMEOUT_SECONDS`` from now."""
         probe = self.breaker.acquire()
         if probe is None:
             metrics.JANGAR_CALLS.labels(CallOutcome.CIRCUIT_OPEN.value).inc()
@@ -202,8 +205,9 @@ class LiveExecutor:
         finished = False
         try:
             program = self._programs[artifact.artifact_hash]
-            anchor = started_at if started_at is not None else asyncio.get_running_loop().time()
-            async with asyncio.timeout_at(anchor + self._budget()):
+            if llm_deadline is None:
+                llm_deadline = asyncio.get_running_loop().time() + self._deadline
+            async with asyncio.timeout_at(llm_deadline - self._stagger()):
                 with dspy.context(
                     lm=self._lm, adapter=self._adapter, disable_history=True, track_usage=True
                 ):
@@ -239,14 +243,14 @@ class LiveExecutor:
             metrics.JANGAR_TOKENS.labels("completion").inc(completion)
         return LiveResult(CallOutcome.OK, verdict, round(elapsed * 1000, 3), prompt, completion)
 
-    def _budget(self) -> float:
-        """The LLM step's share of the deadline. When many calls are in flight they would all
-        time out together and then queue for the CPU to finish their reviews; each call gives
-        back ``LLM_ANSWER_RESERVE_MS`` per call in flight (never more than half the deadline),
-        which staggers the cut-offs so the answers, not only the LLM calls, meet the deadline.
-        """
+    def _stagger(self) -> float:
+        """How much earlier than its deadline this call ends. When many calls are in flight
+        they would all time out together and then queue for the CPU to finish their reviews;
+        each call gives back ``LLM_ANSWER_RESERVE_MS`` per call in flight (never more than half
+        the deadline), which staggers the cut-offs so the answers, not only the LLM calls,
+        meet the deadline."""
         reserve = self.bulkhead.in_flight * self._reserve_per_call
-        return self._deadline - min(reserve, self._deadline / 2)
+        return min(reserve, self._deadline / 2)
 
     def _finish(self, outcome: CallOutcome, elapsed: float, *, probe: bool) -> None:
         self.breaker.record(outcome not in _GATEWAY_FAILURES, probe=probe)

@@ -6,6 +6,7 @@ deterministic heuristic answers and the closed ``FallbackReason`` says why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class FallbackReason(StrEnum):
     BULKHEAD_FULL = "bulkhead_full"
     DSPY_DISABLED = "dspy_disabled"
     ARTIFACT_UNAVAILABLE = "artifact_unavailable"
+    # The request's queueing and pre-read left less than LLM_MIN_BUDGET_MS for the LLM step.
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,11 @@ def safe_heuristic(request: ReviewRequest, params: dict[str, float] | None) -> R
 class ReviewRuntime:
     """Chooses the executor for an artifact and turns every LLM failure into a fallback."""
 
-    def __init__(self, live: LiveExecutor | None = None) -> None:
+    def __init__(self, live: LiveExecutor | None = None, *, min_llm_s: float = 0.0) -> None:
         self.live = live
+        # A window shorter than this cannot hold a model's answer: the heuristic answers at
+        # once instead of spending a call (and a breaker failure) on a sure timeout.
+        self.min_llm_s = min_llm_s
 
     def prepare(self, artifact: Artifact) -> None:
         """Refuse (raise) an artifact this replica cannot serve, before it is swapped in."""
@@ -93,8 +99,10 @@ class ReviewRuntime:
         *,
         dspy_disabled: bool,
         trace_headers: Mapping[str, str] | None = None,
-        started_at: float | None = None,
+        llm_deadline: float | None = None,
     ) -> ReviewOutcome:
+        """``llm_deadline`` (event-loop time) is when the LLM step must have ended; None: the
+        full ``LLM_DSPY_TIMEOUT_SECONDS`` from now (offline evaluation)."""
         if artifact is None:
             return self._fallback(request, None, FallbackReason.ARTIFACT_UNAVAILABLE)
         if artifact.executor is ExecutorKind.HEURISTIC:
@@ -104,8 +112,11 @@ class ReviewRuntime:
             return self._fallback(request, artifact, FallbackReason.DSPY_DISABLED)
         if self.live is None:
             return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)
+        left = None if llm_deadline is None else llm_deadline - asyncio.get_running_loop().time()
+        if left is not None and left < self.min_llm_s:
+            return self._fallback(request, artifact, FallbackReason.BUDGET_EXHAUSTED)
         try:
-            result = await self.live.review(request, artifact, trace_headers or {}, started_at)
+            result = await self.live.review(request, artifact, trace_headers or {}, llm_deadline)
         except Exception as exc:  # the artifact's program could not be built
             event("review.artifact_unusable", logging.ERROR, error=repr(exc))
             return self._fallback(request, artifact, FallbackReason.ARTIFACT_UNAVAILABLE)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.session import autocommit_read
+from app.db.session import driver_read
 from app.reviews import repository
 from app.reviews.batching import Batcher, fail, resolve
 
@@ -68,5 +68,5 @@ class PrecheckReader:
     async def _query(
         self, keys: list[str], strategies: list[str], since: datetime
     ) -> tuple[set[str], dict[str, int]]:
-        async with autocommit_read(self._engine) as conn:
-            return await repository.precheck_many(conn, keys, strategies, since)
+        async with driver_read(self._engine) as conn:
+            return await repository.precheck_many_driver(conn, keys, strategies, since)

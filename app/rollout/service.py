@@ -259,10 +259,9 @@ async def _abort(
     r.state, r.updated_at, r.ended_at = RolloutState.ABORTED.value, now, now
     row = await registry_repo.get_by_hash(session, r.candidate_hash)
     if row is not None and row.state == ArtifactState.CANARY.value:
-        await registry.transition(
+        await registry.abort_canary(
             session,
             r.candidate_hash,
-            ArtifactState.SHADOW,
             actor=actor,
             reason="canary aborted: " + "; ".join(reasons),
             evidence_hash=sha256_hex(canonical_json({"reasons": reasons, "figures": figures})),
@@ -330,10 +329,9 @@ async def evaluate(session: AsyncSession, program: str, now: datetime) -> Verdic
         r.weight_pct = float(r.steps[r.step_index])
         r.window_started_at = now
     else:  # graduate: candidate ACTIVE, the old active RETIRED (last known good)
-        await registry.transition(
+        await registry.graduate_canary(
             session,
             r.candidate_hash,
-            ArtifactState.ACTIVE,
             actor=CONTROLLER,
             reason="canary graduated: every step green",
             evidence_hash=sha256_hex(canonical_json(figures)),

@@ -61,16 +61,17 @@ async def watch(
         reasons.append(f"error rate {figures.error_rate:.4f} > {policy.max_error_rate}")
     if not reasons:
         return WatchResult(False, active, None, [])
-    if await registry_repo.last_known_good(session, program, exclude=active) is None:
+    try:
+        restored, _ = await registry.rollback(
+            session,
+            program,
+            actor=CONTROLLER,
+            reason="post-promotion watch: " + "; ".join(reasons),
+            now=now,
+        )
+    except LookupError:  # nothing formerly active and retained to go back to
         event("rollout.watch_breach_no_lkg", logging.ERROR, artifact_hash=active, reasons=reasons)
         return WatchResult(False, active, None, reasons)
-    restored, _ = await registry.rollback(
-        session,
-        program,
-        actor=CONTROLLER,
-        reason="post-promotion watch: " + "; ".join(reasons),
-        now=now,
-    )
     await repository.add_event(
         session,
         rollout_id=None,

@@ -1,7 +1,7 @@
 """Rollouts (canary records), their decision events, and shadow reviews.
 
 Revision ID: 0005_rollout
-Revises: 0003
+Revises: 0004_registry
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_rollout"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004_registry"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -64,9 +64,17 @@ def make_engine(jangar_stub: JangarStub, http_client: httpx.AsyncClient) -> Engi
         api_key: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         model: str = MODEL,
+        max_completion_tokens: int | None = None,
     ) -> JangarEngine:
         url = normalize_base_url(jangar_stub.base_url)
-        return JangarEngine(http_client, url, model, api_key, extra_headers or {})
+        return JangarEngine(
+            http_client,
+            url,
+            model,
+            api_key,
+            extra_headers or {},
+            max_completion_tokens=max_completion_tokens,
+        )
 
     return make
 
@@ -136,8 +144,11 @@ async def test_temperature_and_max_tokens_forwarded_only_when_set(
     bare, tuned = jangar_stub.requests
     assert "temperature" not in bare.body
     assert "max_tokens" not in bare.body
+    assert "max_completion_tokens" not in bare.body
     assert tuned.body["temperature"] == 0.2
-    assert tuned.body["max_tokens"] == 300
+    # DSPy's max_tokens goes out under the name reasoning models accept, never both.
+    assert tuned.body["max_completion_tokens"] == 300
+    assert "max_tokens" not in tuned.body
     assert tuned.body["messages"] == [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "hello"},
@@ -520,3 +531,58 @@ async def test_http_timeout_is_an_lm15_timeout(mock_engine: MockEngineFactory):
 
     with pytest.raises(lm15.TimeoutError):
         await mock_engine(handler).complete(text_request())
+
+
+# ---------------------------------------------------------------------- bounded generation
+
+
+async def test_token_limit_when_configured_then_every_request_carries_the_smaller_one(
+    jangar_stub: JangarStub, make_engine: EngineFactory
+):
+    engine = make_engine(max_completion_tokens=1024)
+    await engine.complete(text_request())
+    await engine.complete(text_request(max_tokens=300))
+    await engine.complete(text_request(max_tokens=16000))  # DSPy's gpt-5* minimum
+    sent = [r.body for r in jangar_stub.requests]
+    assert [b["max_completion_tokens"] for b in sent] == [1024, 300, 1024]
+    assert all("max_tokens" not in b for b in sent)
+
+
+async def test_runaway_model_when_marker_arrived_then_stream_is_cut_and_answer_parsed(
+    jangar_stub: JangarStub, make_engine: EngineFactory
+):
+    jangar_stub.set_behaviour(Behaviour.RUNAWAY)  # streams on for 30 s after the answer
+    engine = make_engine(max_completion_tokens=1024)
+    async with asyncio.timeout(10):  # a correctness bound far below the runaway's 30 s
+        prediction = await review(engine)
+
+    assert prediction.verdict == "approve"
+    assert prediction.confidence == pytest.approx(0.82)
+    # We hung up on it: the stub saw the client go away mid-stream.
+    deadline = time.monotonic() + 5
+    while jangar_stub.disconnects < 1 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # the stub lives in another thread: poll its counter
+    assert jangar_stub.disconnects == 1
+
+
+async def test_runaway_when_raw_completion_read_then_content_ends_at_the_marker(
+    jangar_stub: JangarStub, make_engine: EngineFactory
+):
+    jangar_stub.set_behaviour(Behaviour.RUNAWAY)
+    async with asyncio.timeout(10):
+        response = await make_engine().complete(text_request())
+    text = response.message.parts[0].text
+    assert text.endswith("[[ ## completed ## ]]")
+    assert "another thing" not in text
+    assert response.finish_reason == "stop"
+
+
+async def test_valid_streams_when_reviewed_in_a_row_then_one_connection_is_reused(
+    jangar_stub: JangarStub, make_engine: EngineFactory
+):
+    engine = make_engine()
+    for _ in range(3):
+        assert (await review(engine)).verdict == "approve"
+    # The body is read to its end after [DONE], so the connection goes back to the pool.
+    assert jangar_stub.connections_accepted == 1
+    assert jangar_stub.disconnects == 0

@@ -17,42 +17,20 @@ from app.db.session import unit_of_work
 from app.registry import evidence, service
 from app.registry.artifact import heuristic_bootstrap
 from app.registry.evidence import EvidenceKind
-from app.registry.hashing import artifact_hash
+from tests.support.registry import add_artifact, make_active, scorecard
 from tests.support.requests import base_request
 
 AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
 
 
-def scorecard(digest: str, **over: Any) -> dict[str, Any]:
-    card = {
-        "artifact_hash": digest,
-        "dataset_hash": "d" * 64,
-        "n": 40,
-        "schema_valid_rate": 1.0,
-        "timeout_rate": 0.0,
-        "fallback_rate": 0.0,
-        "verdict_accuracy": 0.8,
-        "decision_agreement": 0.9,
-        "gate_compatibility": True,
-        "gate_bypass_count": 0,
-        "hash_reproducible": True,
-        "determinism_ok": True,
-    }
-    card.update(over)
-    return card
-
-
 async def make_artifact(app: Any, n: int, *, card: dict[str, Any] | None = None) -> str:
     """Register a heuristic artifact with distinct params and (by default) a passing scorecard."""
-    manifest, state = heuristic_bootstrap("trade-review", "v1")
-    state["heuristic"]["params"]["flag_points"] = 0.15 + n / 1000
-    digest = artifact_hash(manifest, state)
-    now = datetime.now(UTC)
-    async with unit_of_work(app.state.pipeline.factory) as s:
-        await service.register(s, manifest, state, actor="test", lineage={"n": n}, now=now)
-        await evidence.add(
-            s, digest, EvidenceKind.SCORECARD, card or scorecard(digest), actor="test", now=now
-        )
+    digest = await add_artifact(app, n, card=card is None)
+    if card is not None:
+        async with unit_of_work(app.state.pipeline.factory) as s:
+            await evidence.add(
+                s, digest, EvidenceKind.SCORECARD, card, actor="test", now=datetime.now(UTC)
+            )
     return digest
 
 
@@ -228,24 +206,14 @@ async def test_20_concurrent_shadow_promotions_then_one_wins_and_19_get_409(
         assert events == 1
 
 
-async def test_20_concurrent_active_promotions_then_exactly_one_active_at_every_moment(
+async def test_20_concurrent_rollbacks_then_exactly_one_active_at_every_moment(
     app_factory: Any, database_url: str
 ) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
-        # Retired artifacts with evidence may be re-activated (the rollback path): 20 of them race.
-        hashes = [await make_artifact(app, 200 + i) for i in range(20)]
-        now = datetime.now(UTC)
-        async with unit_of_work(app.state.pipeline.factory) as s:
-            for h in hashes:
-                await service.transition(
-                    s,
-                    h,
-                    service.ArtifactState.RETIRED,
-                    actor="t",
-                    reason="setup",
-                    evidence_hash=None,
-                    now=now,
-                )
+    async with app_factory(admin_token="s3cret", learn_shadow_duration_days=0) as (client, app):
+        # Five artifacts activated in turn (with evidence): five rollback targets behind them.
+        for i in range(5):
+            digest = await make_artifact(app, 200 + i)
+            await make_active(app, digest)
         engine = create_async_engine(database_url)
         samples: list[int] = []
         stop = asyncio.Event()
@@ -266,7 +234,12 @@ async def test_20_concurrent_active_promotions_then_exactly_one_active_at_every_
                 await asyncio.sleep(0.005)
 
         sampler = asyncio.create_task(sample())
-        results = await asyncio.gather(*(transition(client, h, "active") for h in hashes))
+        results = await asyncio.gather(
+            *(
+                client.post("/admin/artifacts/rollback", json={"reason": "race"}, headers=AUTH)
+                for _ in range(20)
+            )
+        )
         stop.set()
         await sampler
         async with engine.connect() as conn:
@@ -274,7 +247,7 @@ async def test_20_concurrent_active_promotions_then_exactly_one_active_at_every_
                 await conn.execute(
                     text(
                         "SELECT count(*) FROM artifact_events WHERE to_state='active' "
-                        "AND from_state='retired'"
+                        "AND from_state='retired' AND route='rollback'"
                     )
                 )
             ).scalar_one()
@@ -285,7 +258,7 @@ async def test_20_concurrent_active_promotions_then_exactly_one_active_at_every_
             ).scalar_one()
         await engine.dispose()
         statuses = [r.status_code for r in results]
-        assert set(statuses) <= {200, 409}, [r.text for r in results]
+        assert set(statuses) <= {200, 404, 409}, [r.text for r in results]
         assert statuses.count(200) >= 1
         assert statuses.count(200) == activations  # the event log tells the same story
         assert all(
@@ -322,9 +295,14 @@ async def test_retention_when_many_retired_then_only_last_10_keep_state(
         assert len(pruned) == 2
 
 
-async def test_pinned_hash_when_set_then_registry_reports_and_serves_it(app_factory: Any) -> None:
-    async with app_factory(admin_token="s3cret") as (client, app):
+async def test_pinned_hash_when_formerly_active_then_registry_reports_and_serves_it(
+    app_factory: Any,
+) -> None:
+    async with app_factory(admin_token="s3cret", learn_shadow_duration_days=0) as (client, app):
         digest = await make_artifact(app, 400)
+        await make_active(app, digest)
+        rb = await client.post("/admin/artifacts/rollback", json={"reason": "bad"}, headers=AUTH)
+        assert rb.json()["replaced"] == digest  # retired now, but it was active: may be pinned
     async with app_factory(admin_token="s3cret", llm_dspy_artifact_hash=digest) as (client, _):
         listing = (await client.get("/admin/artifacts", headers=AUTH)).json()
         assert listing["pinned_hash"] == digest

@@ -16,26 +16,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.util import await_only
 
 from app.controls import repository as controls_repo
 from app.db.models import ArtifactRow, ServiceControlsRow
 from app.db.session import create_engine, create_session_factory, unit_of_work
-from app.registry import service
+from app.registry import evidence, service
 from app.registry.artifact import heuristic_bootstrap
+from app.registry.evidence import EvidenceKind
 from app.registry.hashing import artifact_hash
 from app.registry.states import ArtifactState
 from app.settings import load_settings
 from tests.conftest import AppFactory, count_rows, make_settings
+from tests.support.registry import make_active, promote_in, scorecard, tamper, tampered_state
 from tests.support.requests import base_request
 
 PROGRAM = load_settings({}).llm_dspy_program_name
 SIGNATURE = load_settings({}).llm_dspy_signature_version
 SWITCH_BUDGET_S = 2.0
 _INTEGRITY = re.compile(
-    r'^trade_review_artifact_load_failures_total\{reason="integrity"\} (\S+)$', re.M
+    r'^trade_review_artifact_load_failures_total\{reason="content_altered"\} (\S+)$', re.M
 )
 
 
@@ -114,33 +116,25 @@ async def register(app: Any, manifest: dict[str, Any], state: dict[str, Any]) ->
 
 
 async def promote(app: Any, digest: str) -> None:
-    """candidate -> shadow -> active in one unit of work (the previous active retires)."""
+    """candidate -> shadow -> active with evidence (the previous active retires)."""
     factory = app.state.pipeline.factory
     async with unit_of_work(factory) as session:
-        for target in (ArtifactState.SHADOW, ArtifactState.ACTIVE):
-            await service.transition(
-                session,
-                digest,
-                target,
-                actor="test",
-                reason="test promotion",
-                evidence_hash=None,
-                now=app.state.pipeline.clock(),
-            )
+        await evidence.add(
+            session,
+            digest,
+            EvidenceKind.SCORECARD,
+            scorecard(digest),
+            actor="test",
+            now=app.state.pipeline.clock(),
+        )
+    await make_active(app, digest)
 
 
-async def tamper(url: str, digest: str) -> None:
-    """Change one number of a stored program state, nothing else (hash column untouched)."""
-    (result,) = await sql(
-        url, select(ArtifactRow.program_state).where(ArtifactRow.artifact_hash == digest)
+async def row_id(session: Any, digest: str) -> int:
+    result = await session.execute(
+        select(ArtifactRow.id).where(ArtifactRow.artifact_hash == digest)
     )
-    state = copy.deepcopy(result.scalar_one())
-    state["heuristic"]["params"]["adjust_threshold"] = 0.01
-    (updated,) = await sql(
-        url,
-        update(ArtifactRow).where(ArtifactRow.artifact_hash == digest).values(program_state=state),
-    )
-    assert updated.rowcount == 1
+    return int(result.scalar_one())
 
 
 async def start_together(app_factory: AppFactory, replicas: int = 3) -> list[str]:
@@ -250,9 +244,23 @@ async def test_tampered_artifact_when_promoted_then_refused_and_previous_keeps_s
         good = await served_hash(client)
         failures_before = await integrity_failures(client)
         bad = await register(app, *heuristic_variant(0.65))
-        # Altered while still a candidate, so no replica can have loaded the honest version.
-        await tamper(database_url, bad)
-        await promote(app, bad)
+        async with unit_of_work(app.state.pipeline.factory) as session:
+            await evidence.add(
+                session,
+                bad,
+                EvidenceKind.SCORECARD,
+                scorecard(bad),
+                actor="t",
+                now=datetime.now(UTC),
+            )
+            await promote_in(session, bad, ArtifactState.SHADOW)
+        # Altered in the same transaction that makes it active (after the registry verified
+        # it), so no replica can have loaded the honest version: the loader is the last line.
+        async with unit_of_work(app.state.pipeline.factory) as session:
+            await promote_in(session, bad, ArtifactState.ACTIVE)
+            row = await session.get(ArtifactRow, await row_id(session, bad))
+            assert row is not None
+            row.program_state = tampered_state(row.program_state)
         await asyncio.sleep(1.5)
         for _ in range(3):
             body = await review(client)
@@ -263,6 +271,7 @@ async def test_tampered_artifact_when_promoted_then_refused_and_previous_keeps_s
         assert ready.status_code == 200
         assert ready.json()["checks"]["artifact"] == good
         assert "altered" in ready.json()["checks"]["artifact_error"]  # says why, for operators
+        assert ready.json()["checks"]["artifact_refusal"] == "content_altered"
     # The registry still says the tampered one is active: refusing it is the replica's call.
     assert dict(await artifact_rows(database_url))[bad] == "active"
 

@@ -209,6 +209,14 @@ async def test_start_requires_shadow_and_evidence(sqlite_url: str, stub: JangarS
         async with contextlib.AsyncExitStack():
             pass
         cand2 = await register_live(app, suffix="x", path=(ArtifactState.SHADOW,), now=clock())
+        from app.db.session import unit_of_work
+        from app.registry import evidence
+        from app.registry.evidence import EvidenceKind
+        from tests.support.rollout import passing_scorecard
+
+        bad = {**passing_scorecard(cand2), "schema_valid_rate": 0.5}
+        async with unit_of_work(app.state.pipeline.factory) as session:
+            await evidence.add(session, cand2, EvidenceKind.SCORECARD, bad, actor="t", now=clock())
         r = await client.post("/admin/rollouts", json={"artifact_hash": cand2}, headers=ADMIN)
         assert r.status_code == 409 and r.json()["error"]["code"] == "E_LEARN_GATE_FAILED"
         assert await state_of(app, cand2) == ArtifactState.SHADOW

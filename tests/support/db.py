@@ -30,15 +30,16 @@ def pg_url(database: str, port: int | None = None) -> str:
     return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{port or PG_PORT}/{database}"
 
 
-def migrate(url: str) -> None:
-    """alembic upgrade head, in a thread (its env.py runs its own event loop)."""
+def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+    """alembic upgrade (or downgrade) to ``revision``, in a thread (its env.py runs its own
+    event loop)."""
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.attributes["database_url"] = url
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            command.upgrade(cfg, "head")
+            (command.downgrade if down else command.upgrade)(cfg, revision)
         except BaseException as exc:
             errors.append(exc)
 

@@ -17,7 +17,8 @@ from app.db.session import unit_of_work
 from app.registry import evidence
 from app.registry.artifact import live_manifest
 from app.registry.evidence import EvidenceKind
-from app.registry.service import register, transition
+from app.registry.promotion import PromotionPolicy
+from app.registry.service import promote, register
 from app.registry.states import ArtifactState
 from app.review.program import new_program, program_state
 from app.rollout.splitter import on_canary, routing_key
@@ -49,6 +50,8 @@ def live_state(suffix: str | None) -> dict[str, Any]:
 async def register_live(
     app: Any, *, suffix: str | None, path: tuple[ArtifactState, ...], now: datetime
 ) -> str:
+    """Register a dspy_live artifact with a passing scorecard and promote it along ``path``
+    through the registry service (evidence checked; approval given; no shadow time)."""
     factory = app.state.pipeline.factory
     manifest = live_manifest(
         program_name="trade-review",
@@ -61,10 +64,27 @@ async def register_live(
         digest = await register(
             session, manifest, live_state(suffix), actor="test", lineage={}, now=now
         )
+        await evidence.add(
+            session,
+            digest,
+            EvidenceKind.SCORECARD,
+            passing_scorecard(digest),
+            actor="test",
+            now=now,
+        )
         for target in path:
-            await transition(
-                session, digest, target, actor="test", reason="test", evidence_hash=None, now=now
+            result = await promote(
+                session,
+                digest,
+                target,
+                actor="test",
+                policy=PromotionPolicy(),
+                shadow_days=0,
+                approval={"approver": "test", "ticket": "T-0"},
+                reason="test",
+                now=now,
             )
+            assert result.promoted, result
     return digest
 
 

@@ -34,7 +34,9 @@ def live_artifact() -> Artifact:
         dataset_hash="d" * 64,
     )
     state: dict[str, Any] = {"dspy": program_state(new_program())}
-    return Artifact.verified(artifact_hash(manifest, state), manifest, state)
+    return Artifact.verified(
+        artifact_hash(manifest, state), manifest, state, signature_version="v1"
+    )
 
 
 def run(
