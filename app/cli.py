@@ -12,10 +12,12 @@ from typing import Annotated, Any, cast
 import typer
 
 from app.lanes.cli import lanes
+from app.rollout.cli import rollout
 from app.settings import Settings, SettingsError, load_settings
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="trade-review operator CLI")
 cli.add_typer(lanes, name="lanes")  # learning lanes + promotion (app/lanes/cli.py)
+cli.add_typer(rollout, name="rollout")  # canary rollouts (app/rollout/cli.py)
 
 
 def _settings() -> Settings:

@@ -16,14 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import admin, drift, health, lanes, metrics_route, outcomes, review
+from app.api import admin, drift, health, lanes, metrics_route, outcomes, review, rollout_admin
 from app.api.arrival import ArrivalStamp
 from app.api.guard import IntakeGuard
 from app.api.probes import ProbeProcess, ProbeState
 from app.api.responses import OrjsonResponse
-from app.db.session import create_engine, create_session_factory
+from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
-from app.gates.limits import load_policy
+from app.gates.limits import LoadedPolicy, load_policy
 from app.observability import metrics, tracing
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
@@ -33,6 +33,7 @@ from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
 from app.reviews.writer import ReviewWriter
+from app.rollout.shadow import ShadowRunner
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -62,6 +63,53 @@ def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor 
     executor = LiveExecutor(settings, http)
     publish_breaker_state(executor.breaker.state)
     return executor
+
+
+def _shadow_runner(
+    settings: Settings,
+    factory: SessionFactory,
+    live: LiveState,
+    policy: LoadedPolicy,
+    clock: Callable[[], datetime],
+) -> tuple[ShadowRunner | None, httpx.AsyncClient | None]:
+    """The shadow runner with a Jangar executor of its own (its breaker, its bulkhead share)."""
+    if not settings.shadow_enabled:
+        return None, None
+    share = settings.model_copy(update={"bulkhead_max_concurrent": settings.shadow_max_concurrent})
+    http = None
+    if settings.jangar_base_url is not None:
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
+            limits=httpx.Limits(
+                max_connections=settings.shadow_max_concurrent,
+                max_keepalive_connections=settings.shadow_max_concurrent,
+            ),
+        )
+    runner = ShadowRunner(
+        factory,
+        live,
+        ReviewRuntime(_live_executor(share, http) if http is not None else None),
+        policy,
+        sample_rate=settings.shadow_sample_rate,
+        queue_max=settings.shadow_queue_max,
+        concurrency=settings.shadow_max_concurrent,
+        clock=clock,
+    )
+    return runner, http
+
+
+def _start_rollout_controller(
+    app: FastAPI, settings: Settings, factory: SessionFactory, clock: Callable[[], datetime]
+) -> asyncio.Task[None] | None:
+    """The canary controller + post-promotion watch, under a database lease (one replica)."""
+    from app.rollout.controller import build
+
+    controller, loop = build(factory, settings, clock)
+    app.state.rollout_controller = controller
+    app.state.rollout_loop = loop
+    if not settings.rollout_controller_enabled:
+        return None
+    return asyncio.create_task(loop.run())
 
 
 def create_app(
@@ -114,6 +162,7 @@ def create_app(
         writer.start()
         reader = PrecheckReader(engine)
         reader.start()
+        shadow, shadow_http = _shadow_runner(settings, factory, live, policy, clock)
         app.state.pipeline = PipelineDeps(
             factory=factory,
             live=live,
@@ -129,9 +178,13 @@ def create_app(
                 settings.llm_dspy_timeout_seconds,
                 floor_s=settings.llm_tail_reserve_floor_ms / 1000,
             ),
+            shadow=shadow,
             build_sha=settings.build_sha,
         )
+        if shadow is not None:
+            shadow.start()
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
+        controller_task = _start_rollout_controller(app, settings, factory, clock)
         probes: ProbeProcess | None = None
         ticker: asyncio.Task[None] | None = None
         if settings.probe_port is not None:
@@ -157,11 +210,15 @@ def create_app(
         finally:
             if probes is not None:
                 await asyncio.to_thread(probes.stop)  # joins its thread; not on the loop
-            for task in (poller, ticker, drift_task):
+            for task in (poller, ticker, drift_task, controller_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if shadow is not None:
+                await shadow.stop()
+            if shadow_http is not None:
+                await shadow_http.aclose()
             await reader.stop()
             await writer.stop()
             await http.aclose()
@@ -189,6 +246,7 @@ def create_app(
     app.include_router(outcomes.router)
     app.include_router(admin.router)
     app.include_router(drift.router)
+    app.include_router(rollout_admin.router)
     app.include_router(lanes.router)
 
     @app.exception_handler(ServiceError)

@@ -59,6 +59,8 @@ from app.reviews import repository as reviews
 from app.reviews.reader import PrecheckReader
 from app.reviews.reservations import Reservation
 from app.reviews.writer import ReviewWriter
+from app.rollout import routing
+from app.rollout.shadow import ShadowJob, ShadowRunner
 
 # Failures that mean "the audit store cannot be reached", as opposed to a bug.
 _DB_DOWN: tuple[type[BaseException], ...] = (
@@ -109,6 +111,7 @@ class PipelineDeps:
     writer: ReviewWriter
     reader: PrecheckReader
     budget: AnswerBudget
+    shadow: ShadowRunner | None = None  # mirrors served reviews to the SHADOW artifact
     build_sha: str = "dev"
     inflight: dict[str, asyncio.Future[Reviewed]] = field(
         default_factory=dict[str, "asyncio.Future[Reviewed]"]
@@ -253,8 +256,8 @@ async def _review(
     t_read = time.perf_counter()
 
     controls = deps.live.controls
-    artifact = deps.live.artifact
-    arm = Arm.PINNED if deps.live.pinned_hash else Arm.ACTIVE
+    artifact, on_canary = routing.choose(deps.live, request)
+    arm = Arm.PINNED if deps.live.pinned_hash else Arm.CANARY if on_canary else Arm.ACTIVE
     add_fields(artifact_hash=artifact.artifact_hash if artifact else None, arm=arm.value)
     outcome = await deps.runtime.review(
         request,
@@ -450,6 +453,16 @@ async def _review(
         metrics.FALLBACKS.labels(outcome.fallback.value).inc()
     for code in failed:
         metrics.GATE_FAILURES.labels(code).inc()
+    if deps.shadow is not None:  # after the answer is final: queued, never awaited
+        deps.shadow.offer(
+            ShadowJob(
+                review_id,
+                lineage.artifact_hash,
+                decision.value,
+                outcome.llm_latency_ms,
+                ctx,
+            )
+        )
     return Reviewed(body, replay=False)
 
 

@@ -109,6 +109,25 @@ class Settings(BaseSettings):
     learn_drift_alpha: float = Field(default=0.005, gt=0, lt=0.5)  # per-run false-alarm bound
     learn_drift_auto_rollback: bool = False
     learn_drift_rollback_severity: str = Field(default="critical", pattern="^(warning|critical)$")
+    # --- progressive delivery (rollout) ------------------------------------------------
+    rollout_controller_enabled: bool = True  # off switch for the in-service controller
+    rollout_controller_period_seconds: float = Field(default=15.0, gt=0, le=3600)
+    rollout_default_window_seconds: float = Field(default=600.0, gt=0)
+    rollout_default_min_samples: int = Field(default=50, ge=1)
+    # Latency stops need the p95 gap to exceed this too: a 1.15x ratio of tiny numbers is noise.
+    rollout_latency_floor_ms: float = Field(default=25.0, ge=0)
+    post_promotion_watch_enabled: bool = True  # automatic rollback after a bad promotion
+    post_promotion_watch_seconds: float = Field(default=1800.0, gt=0)
+    post_promotion_min_samples: int = Field(default=20, ge=1)
+    post_promotion_max_fallback_rate: float = Field(default=0.05, ge=0, le=1)
+    post_promotion_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    shadow_enabled: bool = True
+    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of routing keys mirrored
+    shadow_queue_max: int = Field(default=256, ge=1)  # overflow is dropped and counted
+    shadow_max_concurrent: int = Field(default=4, ge=1)  # its own Jangar bulkhead
+    learn_shadow_min_samples: int = Field(default=200, ge=0)
+    learn_shadow_max_disagreement: float = Field(default=0.01, ge=0, le=1)  # seed 003
+    learn_shadow_max_latency_ratio: float = Field(default=1.15, ge=1)  # seed 004
 
     # --- service ---------------------------------------------------------------------------
     admin_token: SecretStr | None = None

@@ -215,6 +215,94 @@ class ServiceLeaseRow(Base):
     epoch: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+# --- rollout: canary records, their decisions (see ``app/rollout``) ---------------------------
+
+
+class RolloutRow(Base):
+    """One progressive rollout of a candidate against a baseline (at most one open per program)."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    candidate_hash: Mapped[str] = mapped_column(
+        String(64), ForeignKey("llm_dspy_workflow_artifacts.artifact_hash"), nullable=False
+    )
+    baseline_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    steps: Mapped[list[float]] = mapped_column(JSON, nullable=False)
+    step_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    weight_pct: Mapped[float] = mapped_column(Float, nullable=False)
+    window_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    min_samples: Mapped[int] = mapped_column(Integer, nullable=False)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "uq_rollout_one_open",
+            "program_name",
+            unique=True,
+            postgresql_where=text("state IN ('running', 'paused')"),
+            sqlite_where=text("state IN ('running', 'paused')"),
+        ),
+        Index("ix_rollouts_program_state", "program_name", "state"),
+    )
+
+
+class RolloutEventRow(Base):
+    """Every rollout decision with the figures that made it (append-only). ``rollout_id`` is
+    empty for post-promotion watch decisions, which concern an ACTIVE artifact."""
+
+    __tablename__ = "rollout_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("rollouts.id"))
+    program_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    decision: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    weight_pct: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_rollout_events_rollout", "rollout_id", "id"),
+        Index("ix_rollout_events_artifact", "artifact_hash", "decision"),
+    )
+
+
+class ShadowReviewRow(Base):
+    """What the SHADOW artifact would have answered for a served review (never served)."""
+
+    __tablename__ = "shadow_reviews"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    served_review_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    served_artifact_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    decision: Mapped[str] = mapped_column(String(8), nullable=False)
+    served_decision: Mapped[str] = mapped_column(String(8), nullable=False)
+    agrees: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    executor: Mapped[str] = mapped_column(String(32), nullable=False)
+    fallback_reason: Mapped[str | None] = mapped_column(String(32))
+    llm_latency_ms: Mapped[float | None] = mapped_column(Float)
+    served_llm_latency_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_shadow_reviews_artifact_created", "artifact_hash", "created_at"),)
+
+
 # --- registry integrity + control audit (migration 0004_registry) ----------------------------
 
 

@@ -123,6 +123,39 @@ LEARN_DRIFT_RUNS = Counter(
 LEARN_DRIFT_ROLLBACKS = Counter(
     "learn_drift_rollbacks", "Automatic rollbacks after a drift breach", ["outcome"]
 )
+# --- rollout (canary, controller, post-promotion watch) ---------------------------------------
+CANARY_WEIGHT = Gauge(
+    "trade_review_canary_weight",
+    "Share of routing keys (percent) this replica sends to the canary arm",
+    ["program"],
+)
+ROLLOUT_DECISIONS = Counter(
+    "trade_review_rollout_decisions_total",
+    "Controller and operator rollout decisions (decision: start, step, hold, abort, graduate, "
+    "pause, resume)",
+    ["decision"],
+)
+ROLLOUT_ABORTS = Counter(
+    "trade_review_rollout_aborts_total",
+    "Canaries stopped (alert on any increase; trigger: controller | operator)",
+    ["trigger"],
+)
+POST_PROMOTION_ROLLBACKS = Counter(
+    "trade_review_post_promotion_rollbacks_total",
+    "Automatic rollbacks by the post-promotion watch (alert on any increase)",
+)
+ROLLOUT_CONTROLLER_LEADER = Gauge(
+    "trade_review_rollout_controller_leader", "1 when this replica holds the controller lease"
+)
+SHADOW_REVIEWS = Counter(
+    "trade_review_shadow_reviews_total",
+    "Shadow reviews by outcome (agree, disagree, error)",
+    ["outcome"],
+)
+SHADOW_DROPPED = Counter(
+    "trade_review_shadow_dropped_total", "Shadow reviews dropped because the queue was full"
+)
+SHADOW_QUEUE_DEPTH = Gauge("trade_review_shadow_queue_depth", "Shadow reviews waiting")
 
 # --- answer deadline (issue 12) -----------------------------------------------------------
 DEADLINE_MISSES = Counter(

@@ -33,6 +33,8 @@ from app.observability.logging import event
 from app.registry import repository, service
 from app.registry.artifact import Artifact, ArtifactRefused, Refusal
 from app.registry.states import ArtifactState
+from app.rollout import repository as rollout_repo
+from app.rollout.repository import Route
 from app.settings import Settings
 
 # Refusals that depend only on the content behind the hash: remembered, never retried.
@@ -74,6 +76,11 @@ class LiveState:
         self._refused: dict[str, tuple[Refusal, str]] = {}
         for refusal in Refusal:  # every label exported from the start (0), so alerts see it
             metrics.ARTIFACT_LOAD_FAILURES.labels(refusal.value)
+        # Progressive delivery: the open rollout's split, its verified CANARY artifact, and the
+        # SHADOW artifact the shadow runner mirrors requests to.
+        self.route: Route | None = None
+        self.canary: Artifact | None = None
+        self.shadow: Artifact | None = None
 
     @property
     def pinned_hash(self) -> str | None:
@@ -106,6 +113,7 @@ class LiveState:
                     self.last_refusal, problem = known
                 else:
                     problem = await self._load(session, wanted)
+            await self._refresh_route(session)
         # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
         self.last_error = problem
         self.refreshed_at = time.monotonic()
@@ -123,6 +131,39 @@ class LiveState:
 
         Database errors propagate (the poll fails and is retried); only the artifact itself
         is refused here."""
+        loaded = await self._verified(session, wanted)
+        if isinstance(loaded, str):
+            return loaded
+        self._set_artifact(loaded)
+        return None
+
+    async def _refresh_route(self, session: AsyncSession) -> None:
+        """Load the open rollout's split (the canary serves only once verified and prepared)
+        and the SHADOW artifact. Their refusals are counted but never reported as the
+        active artifact's (``last_refusal`` is what /readyz reads)."""
+        keep = self.last_refusal
+        route = await rollout_repo.route(session, self._program)
+        if route is None or route.weight_pct <= 0:
+            self.route, self.canary = route, None
+        elif self.canary is None or self.canary.artifact_hash != route.candidate_hash:
+            loaded = None
+            if route.candidate_hash not in self._refused:
+                loaded = await self._verified(session, route.candidate_hash)
+            self.canary = loaded if isinstance(loaded, Artifact) else None
+            self.route = route if self.canary is not None else None
+        else:
+            self.route = route
+        metrics.CANARY_WEIGHT.labels(self._program).set(self.route.weight_pct if self.route else 0)
+        shadow = await repository.hash_in_state(session, self._program, ArtifactState.SHADOW)
+        if shadow is None or shadow in self._refused:
+            self.shadow = None
+        elif self.shadow is None or self.shadow.artifact_hash != shadow:
+            loaded = await self._verified(session, shadow)
+            self.shadow = loaded if isinstance(loaded, Artifact) else None
+        self.last_refusal = keep
+
+    async def _verified(self, session: AsyncSession, wanted: str) -> Artifact | str:
+        """The verified, prepared artifact, or why it was refused."""
         row = await repository.get_by_hash(session, wanted)
         try:
             if wanted == self._pinned:
@@ -144,8 +185,7 @@ class LiveState:
             return self._refuse(wanted, exc.reason, str(exc))
         except Exception as exc:  # unreadable manifest or program state: refuse, keep serving
             return self._refuse(wanted, Refusal.INVALID, f"artifact {wanted} unreadable: {exc}")
-        self._set_artifact(loaded)
-        return None
+        return loaded
 
     def _refuse(self, wanted: str, refusal: Refusal, message: str) -> str:
         if refusal in _REFUSED_FOR_GOOD:

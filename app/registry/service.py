@@ -399,3 +399,54 @@ async def check_pin(session: AsyncSession, digest: str, program: str) -> None:
 async def prune_retired(session: AsyncSession, program: str, now: datetime) -> int:
     """Retention (``repository.prune_retired_state``) with ``RETAINED_RETIRED`` per window."""
     return await repository.prune_retired_state(session, program, RETAINED_RETIRED, now)
+
+
+# --- rollout (progressive delivery): the controller's moves, the figures' hash as evidence ---
+
+
+async def abort_canary(
+    session: AsyncSession,
+    digest: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence_hash: str | None,
+    now: datetime,
+) -> ArtifactState:
+    """CANARY -> SHADOW (route ``abort``): a stopped canary goes back to observing."""
+    return await _transition(
+        session,
+        digest,
+        ArtifactState.SHADOW,
+        Route.ABORT,
+        actor=actor,
+        reason=reason,
+        evidence_hash=evidence_hash,
+        now=now,
+    )
+
+
+async def graduate_canary(
+    session: AsyncSession,
+    digest: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence_hash: str | None,
+    now: datetime,
+) -> ArtifactState:
+    """CANARY -> ACTIVE after every step was green (the windows' figures are the evidence;
+    the operator's approval was the canary start). The previous ACTIVE is superseded."""
+    row = await _row(session, digest)
+    before = await _transition(
+        session,
+        digest,
+        ArtifactState.ACTIVE,
+        Route.PROMOTE,
+        actor=actor,
+        reason=reason,
+        evidence_hash=evidence_hash,
+        now=now,
+    )
+    await prune_retired(session, row.program_name, now)
+    return before

@@ -26,10 +26,10 @@ from tests.support.logs import fields_of, logged
 from tests.support.registry import add_artifact, make_active
 from tests.support.requests import base_request
 
-AUTH = {"Authorization": "Bearer s3cret", "X-Operator": "alice"}
+AUTH = {"Authorization": "Bearer drift-admin-token-0123456789abcdef0123", "X-Operator": "alice"}
 N = 40  # reference and window size: small windows, where fixed PSI cut-offs misfire
 DRIFT = {
-    "admin_token": "s3cret",
+    "admin_token": "drift-admin-token-0123456789abcdef0123",
     "learn_drift_reference_reviews": N,
     "learn_drift_window_reviews": N,
     "learn_drift_enabled": False,  # runs are driven by the test

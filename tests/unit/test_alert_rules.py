@@ -23,14 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RULE = ROOT / "knative" / "prometheusrule.yaml"
 DASHBOARD = ROOT / "knative" / "grafana-dashboard.json"
 PROMTOOL_TESTS = ROOT / "tests" / "promtool" / "alerts_test.yaml"
-# Metrics the rollout work (issue 9) is adding; the rules are written for them already.
-# Remove a name here once app/observability/metrics.py defines it.
-PENDING = frozenset(
-    {
-        "trade_review_canary_aborts_total",
-        "trade_review_rollout_rollbacks_total",
-    }
-)
+# Metrics the rules are written for before the service defines them (none now: the rollout
+# work landed). Add a name only while its branch is in flight; remove it once defined.
+PENDING: frozenset[str] = frozenset()
 _OURS = re.compile(r"\b((?:trade_review|learn)[a-zA-Z0-9_:]*)")
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 
@@ -157,6 +152,8 @@ def test_failure_signals_of_the_service_have_alerts() -> None:
         "trade_review_deadline_misses_total",
         "trade_review_reservation_rejects_total",
         "trade_review_audit_unavailable_total",
+        "trade_review_rollout_aborts_total",
+        "trade_review_post_promotion_rollbacks_total",
     ):
         assert name in exprs, name
 

@@ -1,0 +1,1 @@
+"""Progressive delivery: sticky canary routing, the rollout controller, the post-promotion watch."""
