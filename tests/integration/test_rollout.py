@@ -43,7 +43,7 @@ async def rollout_app(
         jangar_base_url=stub.base_url,
         llm_model=MODEL,
         llm_dspy_timeout_seconds=2.0,
-        admin_token="admin-secret-" + "0" * 32,
+        admin_token="rollout-admin-token-0123456789abcdef",
         rollout_controller_enabled=False,  # tests turn the controller by hand
         **{"learn_shadow_min_samples": 0, **overrides},
     )

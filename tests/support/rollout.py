@@ -25,7 +25,7 @@ from app.rollout.splitter import on_canary, routing_key
 from tests.support.requests import base_request
 
 MODEL = "gpt-5.3-codex-spark"
-ADMIN = {"authorization": "Bearer admin-secret-" + "0" * 32, "x-operator": "alice"}
+ADMIN = {"authorization": "Bearer rollout-admin-token-0123456789abcdef", "x-operator": "alice"}
 
 
 class FakeClock:
