@@ -97,8 +97,19 @@ def clock() -> Clock:
     return Clock()
 
 
+# The service's background loops judge on wall time (the post-promotion watch rolls back an
+# artifact whose fallback rate breaches its bound; drift runs every period). A test that drives
+# faults for longer than a controller period would race them, so they are off unless a test
+# turns them on (the rollout and drift tests drive them by hand or opt in).
+BACKGROUND_LOOPS_OFF: dict[str, Any] = {
+    "rollout_controller_enabled": False,
+    "learn_drift_enabled": False,
+}
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    return load_settings({}, database_url=database_url, controls_refresh_seconds=0.2, **overrides)
+    values = {**BACKGROUND_LOOPS_OFF, **overrides}
+    return load_settings({}, database_url=database_url, controls_refresh_seconds=0.2, **values)
 
 
 AppFactory = Callable[..., contextlib.AbstractAsyncContextManager[tuple[httpx.AsyncClient, Any]]]

@@ -69,7 +69,12 @@ async def test_rate_limit_when_burst_across_two_replicas_then_only_the_allowed_n
     for x in rejects:
         assert x["reasons"] == ["order_rate"]
         gate = next(g for g in x["gates"] if g["code"] == "order_rate")
-        assert gate["reason"].startswith("at commit")  # the answer says why it flipped
+        # Either flipped at commit (raced the allowed five; the answer says why) or, on a slow
+        # machine where it arrived after they committed, refused at the precheck: both name
+        # the five that count against the limit.
+        assert gate["reason"].startswith("at commit, with 5 submits in the window") or (
+            gate["reason"].startswith("5 orders submitted by burst")
+        ), gate["reason"]
     assert late["decision"] == "reject"
 
 
