@@ -104,7 +104,10 @@ async def test_hanging_jangar_when_commit_reserve_measured_then_answer_total_wit
     body = r.json()
     assert_fallback(body, "timeout")
     # The LLM step ended a reserve before the deadline, so the commit fits inside it.
-    assert body["timings_ms"]["llm"] <= (DEADLINE_S - reserve) * 1000 + 50, body["timings_ms"]
+    # (The reserve's arithmetic is proven exactly in tests/unit/test_answer_budget.py; here a
+    # wall-clock bound only shows the step was cut, with a margin a loaded machine keeps.)
+    assert body["timings_ms"]["llm"] >= (DEADLINE_S - reserve) * 1000 - 50, body["timings_ms"]
+    assert body["timings_ms"]["llm"] <= (DEADLINE_S - reserve + MARGIN_S) * 1000, body["timings_ms"]
     assert elapsed < DEADLINE_S + MARGIN_S, (elapsed, body["timings_ms"])
 
 

@@ -108,7 +108,6 @@ async def test_every_fault_x200_when_stormed_then_all_answered_with_the_right_re
     sqlite_url: str, jangar_stub: JangarStub
 ) -> None:
     await truncate(sqlite_url)
-    jangar_stub.delay_s = STUB_DELAY_S
     total = 0
     summary: dict[str, dict[str, int]] = {}
     for deadline, phases in ((FAST_DEADLINE_S, list(FAST)), (SLOW_DEADLINE_S, list(SLOW))):
@@ -119,7 +118,10 @@ async def test_every_fault_x200_when_stormed_then_all_answered_with_the_right_re
             breaker_min_calls=1_000_000,  # the matrix checks reasons; the breaker has its own tests
             bulkhead_max_concurrent=CONCURRENCY * 2,
         ) as (client, app):
-            await serve_live(app, jangar_stub)
+            # Each app serves its own artifact (a different instruction, a different hash): the
+            # second promotion retires the first, as an operator's would.
+            await serve_live(app, jangar_stub, instructions=f"Review the order. Phase {deadline}.")
+            jangar_stub.delay_s = STUB_DELAY_S  # after serve_live, which resets the stub
             for behaviour in phases:
                 index = len(summary)
                 got = await run_phase(client, jangar_stub, behaviour, index)
