@@ -26,6 +26,7 @@ from opentelemetry import trace
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from app.db.session import SessionFactory, read_only
+from app.decision import final_decision
 from app.errors import Conflict, ErrorCode, ServiceUnavailable
 from app.gates.checks import GateResult, evaluate
 from app.gates.context import (
@@ -52,7 +53,6 @@ from app.review.schemas import (
     ReviewOut,
     ReviewRequest,
     ReviewResponse,
-    Verdict,
     confidence_band,
 )
 from app.reviews import repository as reviews
@@ -70,14 +70,6 @@ _DB_DOWN: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-
-
-class VerdictReason(StrEnum):
-    """Why a verdict alone stops an order (gate codes cover the rest)."""
-
-    VERDICT_VETO = "verdict_veto"
-    VERDICT_ESCALATE = "verdict_escalate"
-    VERDICT_ABSTAIN = "verdict_abstain"
 
 
 class Arm(StrEnum):
@@ -337,7 +329,9 @@ async def _review(
     def render(results: list[GateResult]) -> dict[str, Any]:
         """The audit row (and, inside it, the answer) for one set of gate results: the
         decision is derived here and only here, from ``final_decision``."""
-        decision, reasons = final_decision(outcome, results, limits.review.abstain_action)
+        decision, reasons = final_decision(
+            outcome.verdict.verdict, results, limits.review.abstain_action
+        )
         response = ReviewResponse(
             review_id=review_id,
             decision=decision,
@@ -464,22 +458,6 @@ async def _review(
             )
         )
     return Reviewed(body, replay=False)
-
-
-def final_decision(
-    outcome: ReviewOutcome, gates: list[GateResult], abstain_action: str
-) -> tuple[Decision, list[str]]:
-    """decision = min(verdict, gates): submit only if the verdict allows and every gate passes."""
-    reasons: list[str] = []
-    verdict = outcome.verdict.verdict
-    if verdict is Verdict.VETO:
-        reasons.append(VerdictReason.VERDICT_VETO.value)
-    elif verdict is Verdict.ESCALATE:
-        reasons.append(VerdictReason.VERDICT_ESCALATE.value)
-    elif verdict is Verdict.ABSTAIN and abstain_action != "submit":
-        reasons.append(VerdictReason.VERDICT_ABSTAIN.value)
-    reasons.extend(g.code.value for g in gates if not g.passed)
-    return (Decision.REJECT if reasons else Decision.SUBMIT), reasons
 
 
 def _ms(seconds: float) -> float:

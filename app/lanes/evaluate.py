@@ -48,6 +48,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import SessionFactory, read_only, unit_of_work
+from app.decision import final_decision
 from app.gates.checks import GateCode, evaluate
 from app.gates.context import (
     GateContext,
@@ -61,7 +62,6 @@ from app.lanes import dataset as datasets
 from app.lanes import repository
 from app.lanes.dataset import LaneExample, Split
 from app.observability.logging import event
-from app.pipeline import final_decision
 from app.registry import evidence
 from app.registry import repository as registry
 from app.registry.artifact import Artifact, ArtifactRefused
@@ -202,7 +202,9 @@ async def run_example(
             current_position_qty=current_position_qty(request),
         )
         gates = evaluate(ctx, limits)
-        decision, _reasons = final_decision(outcome, gates, limits.review.abstain_action)
+        decision, _reasons = final_decision(
+            outcome.verdict.verdict, gates, limits.review.abstain_action
+        )
     except Exception as exc:  # recorded: an exception here fails gate compatibility
         return ExampleRun(
             example.example_id, None, None, None, None, None, False, False, 0.0,

@@ -116,7 +116,7 @@ class ShadowRunner:
                 metrics.SHADOW_QUEUE_DEPTH.set(self._queue.qsize())
 
     async def _one(self, artifact: Artifact, job: ShadowJob) -> None:
-        from app.pipeline import final_decision  # the served path's rule, not a copy
+        from app.decision import final_decision  # the served path's rule, not a copy
 
         ctx = job.ctx
         outcome = await self._runtime.review(
@@ -125,7 +125,9 @@ class ShadowRunner:
         limits = self._policy.limits
         plan = plan_order(ctx.request, outcome.verdict, ctx.reference, limits)
         gates = evaluate(dataclasses.replace(ctx, verdict=outcome.verdict, plan=plan), limits)
-        decision, reasons = final_decision(outcome, gates, limits.review.abstain_action)
+        decision, reasons = final_decision(
+            outcome.verdict.verdict, gates, limits.review.abstain_action
+        )
         agrees = decision.value == job.served_decision
         async with unit_of_work(self._factory) as session:
             session.add(
