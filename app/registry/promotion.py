@@ -71,7 +71,10 @@ def check_scorecard(card: Scorecard | None, policy: PromotionPolicy) -> list[str
     if card.timeout_rate > policy.max_timeout_rate:
         out.append(f"timeout rate {card.timeout_rate:.4f} > {policy.max_timeout_rate}")
     if card.gate_bypass_count > policy.max_gate_bypass_count:
-        out.append(f"deterministic gate bypass count {card.gate_bypass_count} > 0")
+        out.append(
+            f"deterministic gate bypass count {card.gate_bypass_count} > "
+            f"{policy.max_gate_bypass_count}"
+        )
     if policy.require_reproducible_hash and not card.hash_reproducible:
         out.append("artifact hash is not reproducible")
     if policy.require_gate_compatibility and not card.gate_compatibility:
