@@ -42,7 +42,8 @@ def test_token_when_shorter_than_32_then_refused_in_one_line(name: str) -> None:
     assert info.value.problems == [
         f"{name}: must be at least 32 characters (e.g. `openssl rand -hex 32`)"
     ]
-    assert load_settings({name: "x" * 32}) is not None
+    kept = getattr(load_settings({name: "x" * 32}), name.lower())
+    assert kept is not None and kept.get_secret_value() == "x" * 32
 
 
 def test_tokens_when_equal_then_refused() -> None:

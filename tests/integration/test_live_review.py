@@ -173,11 +173,14 @@ async def test_adjust_when_enlarging_past_policy_then_order_is_never_larger(
     assert_stub_answer(body, answer)
     assert Decimal(body["review"]["adjusted_qty"]) == Decimal(50)  # what the LLM asked for
     assert_gates_complete(body)
-    if body["decision"] == "submit":
-        assert Decimal(body["order"]["qty"]) <= Decimal(10)
-        assert Decimal(body["order"]["qty"]) > 0
-    else:
-        assert "adjustment" in body["reasons"]
+    # Clamped to the top of [min, max] x qty (the request's max multiplier is 1.0): the
+    # original size is submitted, the clamp is recorded, nothing is enlarged.
+    assert body["decision"] == "submit", body["reasons"]
+    assert Decimal(body["order"]["qty"]) == Decimal(10)
+    assert body["order"]["resized"] is False
+    adjustment = next(g for g in body["gates"] if g["code"] == "adjustment")
+    assert adjustment["passed"] is True
+    assert adjustment["reason"] == "adjusted qty 50.0 clamped to [2.50, 10.0]; qty 10 -> 10"
 
 
 async def test_adjust_when_smaller_then_order_is_resized_to_it(

@@ -45,26 +45,29 @@ def test_review_when_order_is_clean_and_small_then_approves_confidently() -> Non
 
 
 @pytest.mark.parametrize(
-    ("qty", "regime"),
+    ("qty", "regime", "verdict", "adjusted_qty"),
     [
-        pytest.param("10", {"entropy": "0.95"}, id="entropy_value"),
-        pytest.param("10", {"entropy_band": "HIGH"}, id="entropy_band"),
-        pytest.param("2.5", {"entropy": "0.99"}, id="fractional_qty"),
-        pytest.param("1", {"entropy": "0.95"}, id="single_share"),
+        # high entropy alone is 0.35 risk points (adjust >= 0.25, veto >= 0.6): 0.65x the
+        # size, rounded down at the order's own precision; confidence 0.55 + (0.6 - 0.35) / 2
+        pytest.param("10", {"entropy": "0.95"}, Verdict.ADJUST, "6", id="entropy_value"),
+        pytest.param("10", {"entropy_band": "HIGH"}, Verdict.ADJUST, "6", id="entropy_band"),
+        pytest.param("2.5", {"entropy": "0.99"}, Verdict.ADJUST, "1.6", id="fractional_qty"),
+        # 0.65 of one share rounds to 0: too small to reduce, so not traded at all
+        pytest.param("1", {"entropy": "0.95"}, Verdict.VETO, None, id="single_share"),
     ],
 )
 def test_review_when_regime_entropy_high_then_never_approves_at_full_size(
-    qty: str, regime: dict[str, Any]
+    qty: str, regime: dict[str, Any], verdict: Verdict, adjusted_qty: str | None
 ) -> None:
     request = make_request(qty=qty, regime_hmm={"regime_id": "r2", **regime})
 
-    verdict = review(request)
+    result = review(request)
 
-    assert "regime_entropy_high" in verdict.risk_flags
-    assert verdict.verdict in (Verdict.ADJUST, Verdict.VETO), verdict
-    if verdict.verdict is Verdict.ADJUST:
-        assert verdict.adjusted_qty is not None
-        assert 0 < verdict.adjusted_qty < Decimal(qty)
+    assert result.risk_flags == ["regime_entropy_high"]
+    assert result.verdict is verdict, result
+    assert result.adjusted_qty == (None if adjusted_qty is None else Decimal(adjusted_qty))
+    assert result.confidence == pytest.approx(0.675)
+    assert "risk 0.35" in result.rationale
 
 
 @pytest.mark.parametrize(
@@ -104,10 +107,15 @@ def test_review_when_context_is_stale_or_poor_then_adds_risk_flag(
     assert flag not in review(with_context()).risk_flags
 
 
-def test_review_when_context_is_stale_and_poor_then_shrinks_or_vetoes() -> None:
+def test_review_when_context_is_stale_and_poor_then_shrinks_not_vetoes() -> None:
     verdict = review(with_context(freshnessSeconds="600", qualityScore="0.2"))
 
-    assert verdict.verdict in (Verdict.ADJUST, Verdict.VETO)
+    # 0.2 + 0.2 = 0.4 risk points: shrunk to 0.60x (10 -> 6), not vetoed (veto >= 0.6)
+    assert verdict.verdict is Verdict.ADJUST, verdict
+    assert verdict.adjusted_qty == Decimal(6)
+    assert verdict.risk_flags == ["stale_context", "low_context_quality"]
+    assert verdict.confidence == pytest.approx(0.65)
+    assert "0.60x (risk 0.40)" in verdict.rationale
 
 
 def test_review_when_order_reduces_a_long_then_not_shrunk_despite_risk() -> None:
