@@ -1,14 +1,16 @@
-"""Lane output SQL (``lane_outputs``). Only ``execute``/``flush``: the caller commits."""
+"""Lane SQL (``lane_outputs``, ``lane_runs``, ``lane_gate_results``). Only ``execute``/``flush``:
+the caller commits."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import LaneOutputRow
+from app.db.models import LaneGateResultRow, LaneOutputRow, LaneRunRow
 
 
 async def add(
@@ -62,3 +64,56 @@ async def for_artifact(session: AsyncSession, artifact_hash: str) -> list[LaneOu
         .order_by(LaneOutputRow.id)
     )
     return list(result.scalars())
+
+
+# --- lane figures (0007_lane_figures): runs and promotion-check results ----------------------
+
+
+async def add_run(
+    session: AsyncSession,
+    *,
+    lane: str,
+    outcome: str,
+    artifact_hash: str | None,
+    actor: str,
+    error: str | None,
+    started_at: datetime,
+    finished_at: datetime,
+    duration_seconds: float,
+) -> LaneRunRow:
+    row = LaneRunRow(
+        lane=lane,
+        outcome=outcome,
+        artifact_hash=artifact_hash,
+        actor=actor[:128],
+        error=error[:128] if error is not None else None,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=duration_seconds,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def add_gate_results(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    artifact_hash: str | None,
+    model_type: str,
+    packs: Mapping[str, bool],
+    now: datetime,
+) -> None:
+    session.add_all(
+        LaneGateResultRow(
+            run_id=run_id,
+            artifact_hash=artifact_hash,
+            model_type=model_type,
+            pack=pack,
+            passed=passed,
+            created_at=now,
+        )
+        for pack, passed in packs.items()
+    )
+    await session.flush()
