@@ -3,11 +3,11 @@ the caller commits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import LaneGateResultRow, LaneOutputRow, LaneRunRow
@@ -117,3 +117,38 @@ async def add_gate_results(
         for pack, passed in packs.items()
     )
     await session.flush()
+
+
+async def run_totals(
+    session: AsyncSession, buckets: Sequence[float], limit: int
+) -> list[tuple[str, str, int, float, list[int]]]:
+    """Per (lane, outcome): runs, total seconds, and runs at or under each bucket edge.
+
+    One aggregate statement: the database counts, no run row is loaded."""
+    seconds = LaneRunRow.duration_seconds
+    result = await session.execute(
+        select(
+            LaneRunRow.lane,
+            LaneRunRow.outcome,
+            func.count(),
+            func.coalesce(func.sum(seconds), 0.0),
+            *(func.sum(case((seconds <= edge, 1), else_=0)) for edge in buckets),
+        )
+        .group_by(LaneRunRow.lane, LaneRunRow.outcome)
+        .limit(limit)
+    )
+    rows: list[tuple[Any, ...]] = [tuple(r) for r in result.all()]
+    return [
+        (str(r[0]), str(r[1]), int(r[2]), float(r[3]), [int(v or 0) for v in r[4:]]) for r in rows
+    ]
+
+
+async def gate_totals(session: AsyncSession, limit: int) -> list[tuple[str, str, bool, int]]:
+    """Per (model_type, pack, passed): promotion checks recorded by eval runs (aggregate)."""
+    g = LaneGateResultRow
+    result = await session.execute(
+        select(g.model_type, g.pack, g.passed, func.count())
+        .group_by(g.model_type, g.pack, g.passed)
+        .limit(limit)
+    )
+    return [(str(r[0]), str(r[1]), bool(r[2]), int(r[3])) for r in result.all()]

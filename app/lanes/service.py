@@ -70,6 +70,7 @@ _PACKS: tuple[tuple[str, str], ...] = (
     ("delta Sharpe", "delta_sharpe"),
     ("max drawdown", "max_drawdown"),
 )
+PACKS = frozenset(pack for _, pack in _PACKS)  # the closed set of the ``pack`` label
 _ALWAYS_CHECKED = (
     "coverage",
     "schema_valid",
