@@ -24,6 +24,7 @@ from app.api.responses import OrjsonResponse
 from app.db.session import SessionFactory, create_engine, create_session_factory
 from app.errors import ErrorCode, ServiceError
 from app.gates.limits import LoadedPolicy, load_policy
+from app.lanes.figures import FiguresReader
 from app.observability import metrics, tracing
 from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
@@ -183,6 +184,11 @@ def create_app(
         )
         if shadow is not None:
             shadow.start()
+        app.state.lane_figures = FiguresReader(
+            factory,
+            cache_s=settings.metrics_figures_cache_seconds,
+            timeout_s=min(2.0, settings.db_statement_timeout_seconds),
+        )
         poller = asyncio.create_task(live.run(settings.controls_refresh_seconds))
         controller_task = _start_rollout_controller(app, settings, factory, clock)
         probes: ProbeProcess | None = None
@@ -219,6 +225,7 @@ def create_app(
                 await shadow.stop()
             if shadow_http is not None:
                 await shadow_http.aclose()
+            app.state.lane_figures.close()
             await reader.stop()
             await writer.stop()
             await http.aclose()

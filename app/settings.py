@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     learn_shadow_duration_days: float = Field(default=7.0, ge=0)
     learn_gate_delta_sharpe: float | None = None  # overrides config/promotion.yaml
     learn_gate_maxdd_tol: float | None = Field(default=None, ge=0)
+    # /metrics reads the lane figures (runs, checks, state changes) from the database at most
+    # this often; each read is bounded by min(2 s, DB_STATEMENT_TIMEOUT_SECONDS).
+    metrics_figures_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     # --- drift monitoring (app/drift) ----------------------------------------------------
     learn_drift_enabled: bool = True  # the in-service schedule; on-demand runs always work

@@ -20,6 +20,8 @@ from jangar_stub import JangarStub
 from tests.support import db
 
 TABLES = (
+    "lane_gate_results",
+    "lane_runs",
     "drift_acknowledgements",
     "model_drift",
     "drift_references",

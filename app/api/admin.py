@@ -30,6 +30,7 @@ from app.errors import (
     Unauthorized,
 )
 from app.gates.context import TradingState
+from app.lanes.service import Lane, Outcome, observed
 from app.observability.logging import event
 from app.registry import evidence, repository, service
 from app.registry.artifact import ArtifactRefused, Refusal
@@ -160,8 +161,14 @@ async def transition_artifact(
     settings: Settings = request.app.state.settings
     policy = policy_for(settings)
     now = pipeline.clock()
+    lane = Lane.RETIRE if body.to is ArtifactState.RETIRED else Lane.PROMOTE
     try:
-        async with unit_of_work(pipeline.factory) as session:
+        # Recorded like the CLI's lane run (lane figures on /metrics count admin moves too).
+        async with (
+            observed(pipeline.factory, lane, actor=actor, clock=pipeline.clock) as run,
+            unit_of_work(pipeline.factory) as session,
+        ):
+            run.artifact_hash = artifact_hash
             if body.to is ArtifactState.RETIRED:
                 before = await service.retire(
                     session, artifact_hash, actor=actor, reason=body.reason, now=now
@@ -183,6 +190,8 @@ async def transition_artifact(
                     reason=body.reason,
                     now=now,
                 )
+            if not result.promoted:
+                run.outcome = Outcome.DENIED
     except LookupError as exc:
         raise NotFound(str(exc)) from None
     except InvalidTransition as exc:
@@ -219,7 +228,10 @@ async def rollback_artifact(
     """Re-point ACTIVE to the last known good artifact (README: the rollback rule); every
     replica follows within 2 s."""
     try:
-        async with unit_of_work(pipeline.factory) as session:
+        async with (
+            observed(pipeline.factory, Lane.ROLLBACK, actor=actor, clock=pipeline.clock) as run,
+            unit_of_work(pipeline.factory) as session,
+        ):
             restored, replaced = await service.rollback(
                 session,
                 pipeline.program_name,
@@ -227,6 +239,7 @@ async def rollback_artifact(
                 reason=body.reason,
                 now=pipeline.clock(),
             )
+            run.artifact_hash = restored
     except LookupError as exc:
         raise NotFound(str(exc)) from None
     except ArtifactRefused as exc:

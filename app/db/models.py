@@ -203,6 +203,49 @@ class LaneOutputRow(Base):
     __table_args__ = (Index("ix_lane_outputs_lane_hash", "lane", "output_hash"),)
 
 
+# --- lane figures (migration 0007_lane_figures): what /metrics counts for lanes run elsewhere --
+
+
+class LaneRunRow(Base):
+    """One lane run (CLI, CronJob or admin API), written when it ends (append-only)."""
+
+    __tablename__ = "lane_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lane: Mapped[str] = mapped_column(String(32), nullable=False)  # app.lanes.service.Lane
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | denied | error
+    artifact_hash: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    error: Mapped[str | None] = mapped_column(String(128))  # the exception's type name
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    duration_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+
+    __table_args__ = (
+        Index("ix_lane_runs_lane_outcome", "lane", "outcome"),
+        Index("ix_lane_runs_finished", "finished_at"),
+    )
+
+
+class LaneGateResultRow(Base):
+    """One promotion check ("pack") of one eval run's scorecard, passed or failed."""
+
+    __tablename__ = "lane_gate_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("lane_runs.id"), nullable=False)
+    artifact_hash: Mapped[str | None] = mapped_column(String(64))
+    model_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    pack: Mapped[str] = mapped_column(String(32), nullable=False)
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_lane_gate_results_type_pack", "model_type", "pack", "passed"),
+        Index("ix_lane_gate_results_run", "run_id"),
+    )
+
+
 class ServiceLeaseRow(Base):
     """Database leases for singleton work (one replica at a time); see ``app/leases``."""
 

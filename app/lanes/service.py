@@ -1,16 +1,22 @@
-"""Lane operations as one call each (what the CLI and the admin endpoints run), with metrics.
+"""Lane operations as one call each (what the CLI and the admin endpoints run), recorded.
 
 Each function owns its units of work; the lanes themselves (``dataset``, ``synthetic``,
 ``compile``, ``evaluate``) stay usable on their own. ``compile``/``evaluate`` import DSPy, so they
 are imported when a lane runs, not when the service starts.
+
+Every run ends with a ``lane_runs`` row (lane, outcome, duration, artifact) and, for eval, one
+``lane_gate_results`` row per promotion check: lanes run in short-lived CLI/CronJob processes
+nobody scrapes, so the service's ``/metrics`` reads these rows (``app/lanes/figures.py``), and
+the registry's own event rows for state changes. Nothing here counts in process.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -21,11 +27,11 @@ from app.lanes import dataset as datasets
 from app.lanes import repository as lane_outputs
 from app.lanes import synthetic
 from app.lanes.dataset import Dataset
-from app.observability import metrics
+from app.observability.logging import event
 from app.registry import evidence, repository, service
 from app.registry.promotion import Scorecard, policy_for
 from app.registry.service import PromotionResult, TransitionConflict
-from app.registry.states import ArtifactState, ExecutorKind
+from app.registry.states import ArtifactState
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,6 +70,7 @@ _PACKS: tuple[tuple[str, str], ...] = (
     ("delta Sharpe", "delta_sharpe"),
     ("max drawdown", "max_drawdown"),
 )
+PACKS = frozenset(pack for _, pack in _PACKS)  # the closed set of the ``pack`` label
 _ALWAYS_CHECKED = (
     "coverage",
     "schema_valid",
@@ -76,17 +83,79 @@ _ALWAYS_CHECKED = (
 )
 
 
-@contextmanager
-def _observed(lane: Lane) -> Generator[None]:
-    start = time.perf_counter()
+@dataclass(slots=True)
+class LaneRun:
+    """A run in progress: the lane fills in what it learns (artifact, denial, check results)."""
+
+    lane: Lane
+    actor: str
+    artifact_hash: str | None = None
+    outcome: Outcome = Outcome.OK
+    model_type: str = "unknown"
+    packs: dict[str, bool] = field(default_factory=dict[str, bool])
+
+
+@asynccontextmanager
+async def observed(
+    factory: SessionFactory, lane: Lane, *, actor: str, clock: Callable[[], datetime]
+) -> AsyncGenerator[LaneRun]:
+    """Record the run when it ends: ``ok`` (or the ``denied`` the body set), ``error`` when it
+    raised (the exception goes on). The admin transition routes use it too.
+
+    The record is its own unit of work after the lane's: a lane that failed because the
+    database is down cannot be recorded either, which is logged (``lanes.run_unrecorded``) and
+    never hides the lane's own result or error."""
+    run = LaneRun(lane, actor)
+    started_at, start = clock(), time.perf_counter()
     try:
-        yield
-    except Exception:
-        metrics.LANE_RUNS.labels(lane.value, Outcome.ERROR.value).inc()
+        yield run
+    except Exception as exc:
+        run.outcome = Outcome.ERROR
+        await _record(factory, run, type(exc).__name__, started_at, clock(), start)
         raise
-    finally:
-        metrics.LANE_DURATION.labels(lane.value).observe(time.perf_counter() - start)
-    metrics.LANE_RUNS.labels(lane.value, Outcome.OK.value).inc()
+    await _record(factory, run, None, started_at, clock(), start)
+
+
+async def _record(
+    factory: SessionFactory,
+    run: LaneRun,
+    error: str | None,
+    started_at: datetime,
+    finished_at: datetime,
+    start: float,
+) -> None:
+    duration = time.perf_counter() - start
+    try:
+        async with unit_of_work(factory) as session:
+            row = await lane_outputs.add_run(
+                session,
+                lane=run.lane.value,
+                outcome=run.outcome.value,
+                artifact_hash=run.artifact_hash,
+                actor=run.actor,
+                error=error,
+                started_at=started_at,
+                finished_at=finished_at,
+                duration_seconds=duration,
+            )
+            if run.packs:
+                await lane_outputs.add_gate_results(
+                    session,
+                    run_id=row.id,
+                    artifact_hash=run.artifact_hash,
+                    model_type=run.model_type,
+                    packs=run.packs,
+                    now=finished_at,
+                )
+    except Exception as exc:
+        event(
+            "lanes.run_unrecorded",
+            logging.WARNING,
+            lane=run.lane.value,
+            outcome=run.outcome.value,
+            artifact_hash=run.artifact_hash,
+            error=type(exc).__name__,
+        )
 
 
 promotion_policy = policy_for  # one policy for CLI, lanes and admin API
@@ -116,25 +185,29 @@ async def build_dataset(
     clock: Callable[[], datetime],
     max_examples: int = datasets.DEFAULT_MAX_EXAMPLES,
 ) -> Dataset:
-    with _observed(Lane.DATASET):
-        async with unit_of_work(factory) as session:
-            return await datasets.build_from_reviews(
-                session,
-                since=since,
-                until=until,
-                seed=seed,
-                actor=actor,
-                now=clock(),
-                max_examples=max_examples,
-            )
+    async with (
+        observed(factory, Lane.DATASET, actor=actor, clock=clock),
+        unit_of_work(factory) as session,
+    ):
+        return await datasets.build_from_reviews(
+            session,
+            since=since,
+            until=until,
+            seed=seed,
+            actor=actor,
+            now=clock(),
+            max_examples=max_examples,
+        )
 
 
 async def build_synthetic(
     factory: SessionFactory, *, n: int, seed: int, actor: str, clock: Callable[[], datetime]
 ) -> Dataset:
-    with _observed(Lane.SYNTHETIC):
-        async with unit_of_work(factory) as session:
-            return await synthetic.build(session, n=n, seed=seed, actor=actor, now=clock())
+    async with (
+        observed(factory, Lane.SYNTHETIC, actor=actor, clock=clock),
+        unit_of_work(factory) as session,
+    ):
+        return await synthetic.build(session, n=n, seed=seed, actor=actor, now=clock())
 
 
 async def compile_candidate(
@@ -152,7 +225,7 @@ async def compile_candidate(
 ) -> CompileResult:
     from app.lanes import compile as compiler
 
-    with _observed(Lane.COMPILE):
+    async with observed(factory, Lane.COMPILE, actor=actor, clock=clock) as run:
         result = await compiler.run(
             factory,
             settings,
@@ -165,9 +238,7 @@ async def compile_candidate(
             run_deadline_s=run_deadline_s,
             on_call=on_call,
         )
-    metrics.LEARN_MODEL_STATE.labels(
-        ExecutorKind.DSPY_LIVE.value, ArtifactState.CANDIDATE.value
-    ).inc()
+        run.artifact_hash = result.artifact_hash
     return result
 
 
@@ -185,7 +256,8 @@ async def evaluate_candidate(
 ) -> EvalResult:
     from app.lanes import evaluate
 
-    with _observed(Lane.EVAL):
+    async with observed(factory, Lane.EVAL, actor=actor, clock=clock) as run:
+        run.artifact_hash = artifact
         result = await evaluate.run(
             factory,
             settings,
@@ -198,20 +270,12 @@ async def evaluate_candidate(
             max_examples=max_examples,
             on_progress=on_progress,
         )
-    model_type = str((result.scorecard.model_extra or {}).get("executor") or "unknown")
-    for pack, passed in pack_results(result.scorecard, result.reasons).items():
-        counter = metrics.LEARN_GATE_PASS if passed else metrics.LEARN_GATE_FAIL
-        counter.labels(model_type, pack).inc()
+        run.model_type = str((result.scorecard.model_extra or {}).get("executor") or "unknown")
+        run.packs = pack_results(result.scorecard, result.reasons)
     return result
 
 
 # ------------------------------------------------------------------------------ registry
-
-
-async def _executor_of(factory: SessionFactory, digest: str) -> str:
-    async with read_only(factory) as session:
-        row = await repository.get_by_hash(session, digest)
-    return row.executor if row is not None else "unknown"
 
 
 async def promote(
@@ -263,7 +327,8 @@ async def promote(
                 now=now,
             )
 
-    with _observed(Lane.PROMOTE):
+    async with observed(factory, Lane.PROMOTE, actor=actor, clock=clock) as run:
+        run.artifact_hash = digest
         try:
             result = await attempt(None)
         except TransitionConflict:
@@ -276,11 +341,8 @@ async def promote(
             if current is None or current == digest:
                 raise
             result = await attempt(current)
-    model_type = await _executor_of(factory, digest)
-    if result.promoted:
-        metrics.LEARN_MODEL_STATE.labels(model_type, target.value).inc()
-    else:
-        metrics.LANE_RUNS.labels(Lane.PROMOTE.value, Outcome.DENIED.value).inc()
+        if not result.promoted:
+            run.outcome = Outcome.DENIED
     return result
 
 
@@ -293,13 +355,11 @@ async def retire(
     reason: str,
     clock: Callable[[], datetime],
 ) -> ArtifactState:
-    with _observed(Lane.RETIRE):
+    async with observed(factory, Lane.RETIRE, actor=actor, clock=clock) as run:
+        run.artifact_hash = digest
         now = clock()
         async with unit_of_work(factory) as session:
             before = await service.retire(session, digest, actor=actor, reason=reason, now=now)
-    metrics.LEARN_MODEL_STATE.labels(
-        await _executor_of(factory, digest), ArtifactState.RETIRED.value
-    ).inc()
     return before
 
 
@@ -311,14 +371,12 @@ async def rollback(
     reason: str,
     clock: Callable[[], datetime],
 ) -> tuple[str, str | None]:
-    with _observed(Lane.ROLLBACK):
+    async with observed(factory, Lane.ROLLBACK, actor=actor, clock=clock) as run:
         async with unit_of_work(factory) as session:
             restored, replaced = await service.rollback(
                 session, settings.llm_dspy_program_name, actor=actor, reason=reason, now=clock()
             )
-    metrics.LEARN_MODEL_STATE.labels(
-        await _executor_of(factory, restored), ArtifactState.ACTIVE.value
-    ).inc()
+        run.artifact_hash = restored
     return restored, replaced
 
 

@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
@@ -65,35 +76,117 @@ BREAKER_STATE = Gauge(
 )
 
 # --- learning lanes and promotion -------------------------------------------------------------
-# Counted where the lanes act (lane runs, CLI/admin-lane promotions): transitions made through
-# other entry points are not counted here. Labels: model_type = executor kind (dspy_live |
-# heuristic), state = artifact state, pack = promotion check, lane/outcome from closed sets.
-LEARN_MODEL_STATE = Counter(
-    "learn_model_state",
-    "Artifacts entering a registry state through the lanes (exposed as learn_model_state_total)",
-    ["model_type", "state"],
-)
-LEARN_GATE_PASS = Counter(
-    "learn_gate_pass",
-    "Promotion checks passed by eval scorecards (pack: schema_valid, fallback_rate, "
-    "timeout_rate, gate_bypass, reproducible_hash, gate_compatibility, determinism, "
-    "delta_sharpe, max_drawdown, coverage)",
-    ["model_type", "pack"],
-)
-LEARN_GATE_FAIL = Counter(
-    "learn_gate_fail", "Promotion checks failed by eval scorecards", ["model_type", "pack"]
-)
-LANE_RUNS = Counter(
-    "trade_review_lane_runs",
-    "Lane runs by outcome (lane: dataset, synthetic, compile, eval, promote, rollback, retire; "
-    "outcome: ok, denied, error)",
-    ["lane", "outcome"],
-)
-LANE_DURATION = Histogram(
-    "trade_review_lane_duration_seconds",
-    "Lane run duration",
-    ["lane"],
-    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+# Lanes run in short-lived CLI/CronJob processes nobody scrapes, and promotions also happen
+# through the admin API and the rollout controller. So these are not counted in process: each
+# run, check result and state change is a database row, and ``LANE_FIGURES`` exports their
+# totals on every replica's /metrics (``app/lanes/figures.py`` reads them, cached). Every
+# replica exports the same totals: aggregate across replicas with ``max``, never ``sum``.
+# Labels: model_type = executor kind (dspy_live | heuristic | unknown), state = artifact state,
+# pack = promotion check, lane/outcome from closed sets (app/lanes/service.py).
+LANE_DURATION_BUCKETS = (
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LaneDurations:
+    """One lane's runs as a histogram: ``buckets[i]`` runs took <= ``LANE_DURATION_BUCKETS[i]``."""
+
+    buckets: tuple[int, ...]
+    count: int
+    total_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LaneFigures:
+    """Totals read from the database (aggregates, one row per label set)."""
+
+    runs: Mapping[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
+    durations: Mapping[str, LaneDurations] = field(default_factory=dict[str, LaneDurations])
+    # (model_type, pack, passed) -> promotion checks of eval scorecards
+    checks: Mapping[tuple[str, str, bool], int] = field(
+        default_factory=dict[tuple[str, str, bool], int]
+    )
+    # (model_type, state) -> registry events entering that state (CLI, admin API, controller)
+    states: Mapping[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
+
+
+class LaneFiguresCollector(Collector):
+    """Exports the last ``LaneFigures`` read; nothing (no series, never zeros) before the first
+    read, so a replica that starts while the database is down does not report a reset."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._figures: tuple[LaneFigures, float] | None = None
+
+    def publish(self, figures: LaneFigures, read_at: float) -> None:
+        self._figures = (figures, read_at)
+
+    def clear(self) -> None:
+        self._figures = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._figures)
+
+    def _families(self, current: tuple[LaneFigures, float] | None) -> list[Metric]:
+        model_state = CounterMetricFamily(
+            "learn_model_state",
+            "Artifacts entering a registry state, every route (registry events)",
+            labels=["model_type", "state"],
+        )
+        gate_pass = CounterMetricFamily(
+            "learn_gate_pass",
+            "Promotion checks passed by eval scorecards (pack: schema_valid, fallback_rate, "
+            "timeout_rate, gate_bypass, reproducible_hash, gate_compatibility, determinism, "
+            "delta_sharpe, max_drawdown, coverage)",
+            labels=["model_type", "pack"],
+        )
+        gate_fail = CounterMetricFamily(
+            "learn_gate_fail",
+            "Promotion checks failed by eval scorecards",
+            labels=["model_type", "pack"],
+        )
+        runs = CounterMetricFamily(
+            "trade_review_lane_runs",
+            "Lane runs by outcome (lane: dataset, synthetic, compile, eval, promote, rollback, "
+            "retire; outcome: ok, denied, error), wherever they ran",
+            labels=["lane", "outcome"],
+        )
+        durations = HistogramMetricFamily(
+            "trade_review_lane_duration_seconds", "Lane run duration", labels=["lane"]
+        )
+        age = GaugeMetricFamily(
+            "trade_review_lane_figures_age_seconds",
+            "Seconds since the lane figures on this endpoint were read from the database",
+        )
+        if current is not None:
+            figures, read_at = current
+            for (model_type, state), n in sorted(figures.states.items()):
+                model_state.add_metric([model_type, state], n)
+            for (model_type, pack, passed), n in sorted(figures.checks.items()):
+                (gate_pass if passed else gate_fail).add_metric([model_type, pack], n)
+            for (lane, outcome), n in sorted(figures.runs.items()):
+                runs.add_metric([lane, outcome], n)
+            for lane, d in sorted(figures.durations.items()):
+                edges = [str(b) for b in LANE_DURATION_BUCKETS]
+                durations.add_metric(
+                    [lane],
+                    [*zip(edges, d.buckets, strict=True), ("+Inf", d.count)],
+                    d.total_seconds,
+                )
+            age.add_metric([], max(0.0, self._monotonic() - read_at))
+        return [model_state, gate_pass, gate_fail, runs, durations, age]
+
+
+LANE_FIGURES = LaneFiguresCollector()
+REGISTRY.register(LANE_FIGURES)
+LANE_FIGURES_READ_FAILURES = Counter(
+    "trade_review_lane_figures_read_failures_total",
+    "Scrapes that could not read the lane figures (database down or slow): the last ones read "
+    "are exported meanwhile",
 )
 
 # --- drift (app/drift) ------------------------------------------------------------------------

@@ -219,6 +219,18 @@ async def prune_retired_state(session: AsyncSession, program: str, keep: int, no
     return pruned
 
 
+async def state_entry_totals(session: AsyncSession, limit: int) -> list[tuple[str, str, int]]:
+    """Per (executor, state): transitions into that state, every route (one aggregate over the
+    event log; ``/metrics`` exports it as ``learn_model_state_total``)."""
+    result = await session.execute(
+        select(ArtifactRow.executor, ArtifactEventRow.to_state, func.count())
+        .join(ArtifactRow, ArtifactRow.artifact_hash == ArtifactEventRow.artifact_hash)
+        .group_by(ArtifactRow.executor, ArtifactEventRow.to_state)
+        .limit(limit)
+    )
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in result.all()]
+
+
 # --- operations: hash prefixes for the CLI (issue 11) ------------------------------------------
 _MIN_PREFIX = 6
 

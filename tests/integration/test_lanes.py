@@ -115,7 +115,6 @@ async def test_full_cycle_when_candidate_passes_then_promoted_served_and_rolled_
     app_factory: AppFactory, jangar_stub: JangarStub
 ) -> None:
     instructed_model(jangar_stub)
-    compiled_before = sample("trade_review_lane_runs_total", lane="compile", outcome="ok")
     async with app_factory(
         admin_token=TOKEN, jangar_base_url=jangar_stub.base_url, learn_shadow_duration_days=0
     ) as (client, app):
@@ -192,8 +191,11 @@ async def test_full_cycle_when_candidate_passes_then_promoted_served_and_rolled_
         assert served["lineage"]["executor"] == "heuristic"
         assert len(jangar_stub.requests) == 1  # the heuristic serves: no new Jangar call
 
-    assert sample("trade_review_lane_runs_total", lane="compile", outcome="ok") > compiled_before
-    assert sample("learn_model_state_total", model_type="dspy_live", state="candidate") >= 1
+        # The lane figures come from the database (read when /metrics is scraped).
+        assert (await client.get("/metrics")).status_code == 200
+        assert sample("trade_review_lane_runs_total", lane="compile", outcome="ok") == 1
+        assert sample("learn_model_state_total", model_type="dspy_live", state="candidate") == 1
+        assert sample("learn_model_state_total", model_type="dspy_live", state="active") == 1
 
 
 # ------------------------------------------------------------------------------ reproducibility
