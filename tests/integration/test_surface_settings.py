@@ -250,9 +250,14 @@ async def test_log_level_when_set_then_lines_below_it_are_not_written(
     app_factory: AppFactory, caplog: pytest.LogCaptureFixture, level: str, info_logged: bool
 ) -> None:
     caplog.clear()
-    async with app_factory(log_level=level) as (client, _):
-        assert (await post(client, base_request(rationale=f"log {level}")))[0].status_code == 200
-        assert logging.getLogger().getEffectiveLevel() == getattr(logging, level)
+    before = logging.getLogger().level
+    try:
+        async with app_factory(log_level=level) as (client, _):
+            r = (await post(client, base_request(rationale=f"log {level}")))[0]
+            assert r.status_code == 200
+            assert logging.getLogger().getEffectiveLevel() == getattr(logging, level)
+    finally:
+        logging.getLogger().setLevel(before)  # the next test's app sets its own; others may not
     started = [r for r in caplog.records if r.getMessage() == "service.started"]
     assert bool(started) is info_logged  # an INFO event
 
