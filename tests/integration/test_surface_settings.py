@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import http.server
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +116,20 @@ async def test_llm_model_when_set_then_sent_to_jangar_and_recorded_on_the_answer
     # The served model is LLM_MODEL's, whatever the artifact's manifest names.
     assert body["lineage"]["model"] == "surface-model-z"
     assert body["lineage"]["executor"] == "dspy_live"
+
+
+async def test_max_completion_tokens_when_set_then_every_jangar_call_carries_it(
+    live_app: LiveAppFactory, jangar_stub: JangarStub
+) -> None:
+    async with live_app(jangar_base_url=jangar_stub.base_url, llm_max_completion_tokens=77) as (
+        client,
+        app,
+    ):
+        await serve_live(app, jangar_stub)
+        for i in range(2):
+            r, _ = await post(client, unique_request(f"max-tokens-{i}"))
+            assert r.json()["lineage"]["executor"] == "dspy_live"
+    assert [seen.body["max_completion_tokens"] for seen in jangar_stub.requests] == [77, 77]
 
 
 async def test_program_name_and_signature_version_when_set_then_replica_serves_its_own_registry(
@@ -228,6 +243,23 @@ async def test_db_pool_size_when_set_then_the_service_engine_pools_that_many(
         assert (await post(client, base_request(rationale="pool")))[0].status_code == 200
     # PostgreSQL: exactly this many (plus as many overflow); SQLite: at least 32.
     assert engine.pool.size() == 40
+
+
+@pytest.mark.parametrize(("level", "info_logged"), [("WARNING", False), ("DEBUG", True)])
+async def test_log_level_when_set_then_lines_below_it_are_not_written(
+    app_factory: AppFactory, caplog: pytest.LogCaptureFixture, level: str, info_logged: bool
+) -> None:
+    caplog.clear()
+    before = logging.getLogger().level
+    try:
+        async with app_factory(log_level=level) as (client, _):
+            r = (await post(client, base_request(rationale=f"log {level}")))[0]
+            assert r.status_code == 200
+            assert logging.getLogger().getEffectiveLevel() == getattr(logging, level)
+    finally:
+        logging.getLogger().setLevel(before)  # the next test's app sets its own; others may not
+    started = [r for r in caplog.records if r.getMessage() == "service.started"]
+    assert bool(started) is info_logged  # an INFO event
 
 
 # ------------------------------------------------------------------------------ tracing
