@@ -53,13 +53,13 @@ def fences(text: str) -> tuple[list[Fence], list[tuple[int, str]]]:
     outside: list[tuple[int, str]] = []
     i = 0
     while i < len(lines):
-        if not lines[i].startswith("```"):
+        if not lines[i].lstrip().startswith("```"):  # a fence in a list item is indented
             outside.append((i + 1, lines[i]))
             i += 1
             continue
-        start, info = i, lines[i][3:].strip()
+        start, info = i, lines[i].lstrip()[3:].strip()
         i += 1
-        while i < len(lines) and not lines[i].startswith("```"):
+        while i < len(lines) and not lines[i].lstrip().startswith("```"):
             i += 1
         assert i < len(lines), f"README.md:{start + 1}: fence never closed"
         before = lines[start - 1] if start else ""
@@ -76,6 +76,20 @@ def runnable_blocks() -> list[str]:
     return [f.body for f in fences(README.read_text())[0] if f.info == RUNNABLE]
 
 
+def unexplained(blocks: list[Fence]) -> list[Fence]:
+    """Shell blocks that are neither run nor say why not."""
+    return [
+        f
+        for f in blocks
+        if is_shell(f.info) and f.info != RUNNABLE and not NOT_RUN.match(f.before.strip())
+    ]
+
+
+def unfenced(outside: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Commands in an indented (unfenced) code block: nothing would run them."""
+    return [(n, line) for n, line in outside if INDENTED_COMMAND.match(line)]
+
+
 def test_the_readme_has_runnable_blocks() -> None:
     assert runnable_blocks()
 
@@ -83,23 +97,20 @@ def test_the_readme_has_runnable_blocks() -> None:
 def test_readme_shell_blocks_when_not_runnable_then_say_why() -> None:
     silent = [
         f"README.md:{f.line}: ```{f.info} (line before: {f.before!r})"
-        for f in fences(README.read_text())[0]
-        if is_shell(f.info) and f.info != RUNNABLE and not NOT_RUN.match(f.before.strip())
+        for f in unexplained(fences(README.read_text())[0])
     ]
     assert not silent, "a shell block is neither `sh runnable` nor `<!-- not run: why -->`"
 
 
 def test_readme_commands_when_indented_then_fail_as_unfenced() -> None:
-    unfenced = [
-        f"README.md:{n}: {line.strip()}"
-        for n, line in fences(README.read_text())[1]
-        if INDENTED_COMMAND.match(line)
+    found = [
+        f"README.md:{n}: {line.strip()}" for n, line in unfenced(fences(README.read_text())[1])
     ]
-    assert not unfenced, "commands in an indented block: fence them (```sh runnable)"
+    assert not found, "commands in an indented block: fence them (```sh runnable)"
 
 
 def test_readme_block_checks_when_text_given_then_find_violations() -> None:
-    # The two structure checks above, on a README that breaks each rule once.
+    # The two structure checks above, on a README that breaks each rule.
     text = "\n".join(
         [
             "Intro",
@@ -119,6 +130,14 @@ def test_readme_block_checks_when_text_given_then_find_violations() -> None:
             "```json",
             '{"a": 1}',
             "```",
+            "1. a step",
+            "   ```bash",
+            "   curl -s localhost:8080/healthz",
+            "   ```",
+            "<!-- not run: -->",
+            "```sh",
+            "kubectl apply -f knative/",
+            "```",
         ]
     )
     blocks, outside = fences(text)
@@ -127,9 +146,11 @@ def test_readme_block_checks_when_text_given_then_find_violations() -> None:
         (9, "sh"),
         (12, "sh runnable"),
         (15, "json"),
+        (19, "bash"),
+        (23, "sh"),
     ]
-    assert [b.line for b in blocks if is_shell(b.info) and not NOT_RUN.match(b.before)] == [5, 12]
-    assert [n for n, line in outside if INDENTED_COMMAND.match(line)] == [3]
+    assert [b.line for b in unexplained(blocks)] == [5, 19, 23]  # 23: a reason left blank
+    assert [n for n, _ in unfenced(outside)] == [3]
 
 
 # --------------------------------------------------------------------- what the output shows
