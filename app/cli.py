@@ -225,6 +225,7 @@ def export_state(out: Annotated[Path, typer.Option(dir_okay=False)]) -> None:
 
     from app.review.program import new_program, program_state
 
+    out.parent.mkdir(parents=True, exist_ok=True)  # var/ exists only once make run used it
     out.write_bytes(orjson.dumps(program_state(new_program()), option=orjson.OPT_INDENT_2))
     print(out)
 
