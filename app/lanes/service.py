@@ -22,7 +22,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from app.db.session import SessionFactory, read_only, unit_of_work
-from app.drift.monitor import drift_block
 from app.lanes import dataset as datasets
 from app.lanes import repository as lane_outputs
 from app.lanes import synthetic
@@ -310,6 +309,9 @@ async def promote(
                     now=now,
                 )
             # --- drift: a breach blocks promotions built on the drifted window (app/drift)
+            # (imported here: it loads scipy, ~1 s of every other lanes command's start-up)
+            from app.drift.monitor import drift_block
+
             blocked = await drift_block(
                 session, settings.llm_dspy_program_name, digest, target, now
             )
