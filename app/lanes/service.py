@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from app.db.models import ArtifactRow
     from app.lanes.compile import CompileConfig, CompileResult
     from app.lanes.evaluate import EvalResult
+    from app.lanes.replay import ReplayResult
 
 
 class Lane(StrEnum):
@@ -39,6 +40,7 @@ class Lane(StrEnum):
     SYNTHETIC = "synthetic"
     COMPILE = "compile"
     EVAL = "eval"
+    REPLAY = "replay"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     RETIRE = "retire"
@@ -203,6 +205,38 @@ async def evaluate_candidate(
         counter = metrics.LEARN_GATE_PASS if passed else metrics.LEARN_GATE_FAIL
         counter.labels(model_type, pack).inc()
     return result
+
+
+async def replay_candidate(
+    factory: SessionFactory,
+    settings: Settings,
+    *,
+    artifact: str,
+    since: datetime,
+    until: datetime,
+    actor: str,
+    clock: Callable[[], datetime],
+    limit: int = 500,
+    concurrency: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """``lanes replay``: the window's recorded requests re-decided by ``artifact`` (evidence)."""
+    from app.lanes import replay
+
+    with _observed(Lane.REPLAY):
+        return await replay.run(
+            factory,
+            settings,
+            artifact=artifact,
+            since=since,
+            until=until,
+            actor=actor,
+            clock=clock,
+            policy=promotion_policy(settings),
+            limit=limit,
+            concurrency=concurrency,
+            on_progress=on_progress,
+        )
 
 
 # ------------------------------------------------------------------------------ registry

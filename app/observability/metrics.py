@@ -85,8 +85,8 @@ LEARN_GATE_FAIL = Counter(
 )
 LANE_RUNS = Counter(
     "trade_review_lane_runs",
-    "Lane runs by outcome (lane: dataset, synthetic, compile, eval, promote, rollback, retire; "
-    "outcome: ok, denied, error)",
+    "Lane runs by outcome (lane: dataset, synthetic, compile, eval, replay, promote, rollback, "
+    "retire; outcome: ok, denied, error)",
     ["lane", "outcome"],
 )
 LANE_DURATION = Histogram(
