@@ -259,11 +259,13 @@ async def promote(
     reason: str,
     clock: Callable[[], datetime],
     replace_shadow: bool = False,
+    waivers: frozenset[str] = frozenset(),
 ) -> PromotionResult:
     """Evidence-checked promotion (``registry.service.promote``); a denial is recorded.
 
     ``replace_shadow``: when another artifact holds the shadow slot, retire it first (only after
-    this artifact's own promotion was not denied). Raises ``LookupError``,
+    this artifact's own promotion was not denied). ``waivers``: checks the operator accepts by
+    name (``replay``). Raises ``LookupError``,
     ``InvalidTransition``, ``TransitionConflict``.
     """
     policy = promotion_policy(settings)
@@ -295,6 +297,7 @@ async def promote(
                 approval=approval,
                 reason=reason,
                 now=now,
+                waivers=waivers,
             )
 
     with _observed(Lane.PROMOTE):
