@@ -407,12 +407,16 @@ def replay_cmd(
 
 
 def _print_replay(rep: Any, passes: bool, reasons: list[str], duration_s: float) -> None:
+    """Counts as a table, then one unwrapped line per flipped order (ids stay whole, so they
+    can be copied and grepped), reject -> submit first."""
     extra: dict[str, Any] = rep.model_extra or {}
-    head = Table(
-        title=f"replay {rep.artifact_hash[:12]} over [{rep.since.isoformat()} .. "
-        f"{rep.until.isoformat()}): {rep.n} of {rep.window_reviews} recorded reviews"
-        + (" (newest, --limit)" if extra.get("truncated") else "")
+    err.print(
+        f"replay {rep.artifact_hash[:12]} over [{rep.since.isoformat()} .. "
+        f"{rep.until.isoformat()}): {rep.n} of {rep.window_reviews} recorded reviews re-decided"
+        + (" (the newest, --limit)" if extra.get("truncated") else ""),
+        soft_wrap=True,
     )
+    head = Table()
     head.add_column("decision change")
     head.add_column("orders", justify="right")
     head.add_row("same", str(rep.same))
@@ -424,29 +428,25 @@ def _print_replay(rep: Any, passes: bool, reasons: list[str], duration_s: float)
         head.add_row("judged under another policy", str(extra["policy_changed"]))
     err.print(head)
     if rep.flips:
-        flips = Table(title="flipped orders (reject -> submit first)")
-        for col in ("change", "review_id", "at", "symbol", "strategy", "stored reasons", "new"):
-            flips.add_column(col)
-        for f in rep.flips[:FLIPS_SHOWN]:
-            new = str(f["new_decision"])
-            if f["new_reasons"]:
-                new += f" ({', '.join(f['new_reasons'])})"
-            flips.add_row(
-                str(f["change"]).replace("_to_", " -> "),
-                str(f["review_id"]),
-                str(f["at"]),
-                str(f["symbol"]),
-                str(f["strategy_id"]),
-                ", ".join(f["served_reasons"]) or "-",
-                new,
-            )
-        err.print(flips)
-        if len(rep.flips) > FLIPS_SHOWN:
-            err.print(f"... {len(rep.flips) - FLIPS_SHOWN} more flipped orders (--json lists all)")
+        err.print("flipped orders (reject -> submit first):")
+    for f in rep.flips[:FLIPS_SHOWN]:
+        new = str(f["new_decision"])
+        if f["new_reasons"]:
+            new += f" ({', '.join(f['new_reasons'])})"
+        err.print(
+            f"  {str(f['change']).replace('_to_', ' -> ')}  {f['review_id']}  {f['at']}  "
+            f"{f['symbol']}  {f['strategy_id']}  stored: {', '.join(f['served_reasons']) or '-'}"
+            f"  new: {new}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    if len(rep.flips) > FLIPS_SHOWN:
+        err.print(f"  ... {len(rep.flips) - FLIPS_SHOWN} more flipped orders (--json lists all)")
     verdict = "[green]passes[/green]" if passes else "[red]fails[/red]"
     err.print(f"promotion bar: {verdict} ({duration_s:.2f} s)")
     for reason in reasons:
-        err.print(f"  - {reason}")
+        err.print(f"  - {reason}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------ registry
