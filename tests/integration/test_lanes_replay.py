@@ -407,6 +407,33 @@ async def test_promote_to_active_when_replay_window_ended_before_lookback_then_d
     assert "before the last 7 days in which reviews were served" in denied.reasons[0]
 
 
+async def test_admin_transition_to_canary_when_flips_then_409_and_with_waive_replay_then_200(
+    app_factory: AppFactory, clock: Clock
+) -> None:
+    start = two_days_ago()
+    async with app_factory(admin_token=TOKEN) as (client, app):
+        await serve_window(client, clock, start)
+        mixed = await add_heuristic(app, MIXED)
+        path = f"/admin/artifacts/{mixed}/transition"
+        assert (await client.post(path, json={"to": "shadow"}, headers=AUTH)).status_code == 200
+        await replay(app, mixed, start - timedelta(hours=1), datetime.now(UTC))
+
+        denied = await client.post(path, json={"to": "canary"}, headers=AUTH)
+        waived = await client.post(
+            path, json={"to": "canary", "waive": ["replay"], "reason": "seen"}, headers=AUTH
+        )
+        shown = (await client.get(f"/admin/artifacts/{mixed}", headers=AUTH)).json()
+
+    assert denied.status_code == 409
+    error = denied.json()["error"]
+    assert error["code"] == "E_LEARN_GATE_FAILED"
+    assert error["details"]["reasons"][0].startswith("replay: 2 of 6 recorded orders")
+    assert waived.status_code == 200, waived.text
+    last = shown["events"][-1]
+    assert (last["to"], last["actor"]) == ("canary", "operator:alice")
+    assert last["reason"].startswith("seen [waived: replay: 2 of 6")
+
+
 # ------------------------------------------------------------------------------ CLI
 
 
