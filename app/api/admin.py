@@ -7,7 +7,7 @@ a request the guard did not admit as admin. The acting operator (``X-Operator``,
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,7 +59,10 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: ArtifactState
     reason: str = Field(default="", max_length=1000)
+    # For active, ``{"approver", "ticket", "waive": ["replay"]}``: the approval record.
     approval: dict[str, Any] | None = None
+    # Findings the operator accepts by name (canary; for active, the approval's ``waive``).
+    waive: list[Literal["replay"]] = Field(default_factory=list[Literal["replay"]])
 
 
 class RollbackIn(BaseModel):
@@ -189,6 +192,7 @@ async def transition_artifact(
                     approval=body.approval,
                     reason=body.reason,
                     now=now,
+                    waivers=frozenset(body.waive),
                 )
             if not result.promoted:
                 run.outcome = Outcome.DENIED

@@ -32,7 +32,7 @@ router = APIRouter(
 )
 
 
-Waiver = Literal["delta_sharpe", "max_drawdown"]
+Waiver = Literal["delta_sharpe", "max_drawdown", "replay"]
 
 
 class StartIn(BaseModel):

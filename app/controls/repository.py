@@ -169,3 +169,14 @@ async def history(
     if before_id is not None:
         stmt = stmt.where(ControlEventRow.id < before_id)
     return list((await session.execute(stmt)).scalars())
+
+
+async def trading_states(session: AsyncSession, until: datetime) -> list[tuple[datetime, int, str]]:
+    """(created_at, id, trading_state after) of every control event before ``until``, in order:
+    the trading state's timeline (the replay lane judges recorded requests under it)."""
+    result = await session.execute(
+        select(ControlEventRow.created_at, ControlEventRow.id, ControlEventRow.after)
+        .where(ControlEventRow.created_at < until)
+        .order_by(ControlEventRow.created_at, ControlEventRow.id)
+    )
+    return [(r[0], int(r[1]), str(r[2].get("trading_state", "ACTIVE"))) for r in result]

@@ -6,7 +6,8 @@ to stderr. Exit codes: 0 ok, 1 lane failed, 2 configuration error, 3 promotion d
 (``E_LEARN_GATE_FAILED`` / ``E_LEARN_APPROVAL_MISSING``, reasons printed), 4 not found,
 5 refused transition (not in the table, lost a race / slot taken, or the artifact itself is
 refused: ``content_altered``, ``state_pruned``; the reason is printed), 6 drift breach
-(``lanes drift``).
+(``lanes drift``), 7 replay over the bar (``lanes replay``: orders the served arm rejected
+would be submitted, or requests could not be re-decided; the evidence is recorded all the same).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ err = Console(stderr=True)
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_DENIED, EXIT_NOT_FOUND, EXIT_REFUSED = 1, 2, 3, 4, 5
 EXIT_DRIFT = 6  # lanes drift: a metric breached
+EXIT_REPLAY = 7  # lanes replay: the replay fails the promotion bar (evidence recorded)
+FLIPS_SHOWN = 50  # flipped orders listed in the table (--json lists every one)
 
 ActorOpt = Annotated[str, typer.Option(help="recorded on every row and event")]
 
@@ -324,6 +327,128 @@ def eval_cmd(
     typer.echo(result.evidence_hash)
 
 
+@lanes.command("replay")
+def replay_cmd(
+    artifact: Annotated[str, typer.Option(help="artifact hash (the candidate)")],
+    since: Annotated[str | None, typer.Option(help="ISO time (default: until - days)")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time or 'now' (default: now)")] = None,
+    days: Annotated[float, typer.Option(help="window length when --since is omitted")] = 7.0,
+    limit: Annotated[int, typer.Option(min=1, max=5000, help="newest reviews replayed")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Re-decide the window's recorded requests with the candidate; diff against what was
+    decided (replay evidence). Exit 7 when orders the served arm rejected would be submitted."""
+    settings = _settings()
+    from app.lanes import service
+    from app.lanes.replay import EmptyWindow
+
+    end = _parse_ts(until, "--until") or _now()
+    start = _parse_ts(since, "--since") or end - timedelta(days=days)
+    if end <= start:
+        raise typer.BadParameter("--until must be after --since")
+
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("replay", total=None)
+
+        async def go(factory: SessionFactory) -> Any:
+            try:
+                return await service.replay_candidate(
+                    factory,
+                    settings,
+                    artifact=artifact,
+                    since=start,
+                    until=end,
+                    actor=actor,
+                    clock=_now,
+                    limit=limit,
+                    concurrency=concurrency,
+                    on_progress=lambda d, t: progress.update(task, completed=d, total=t),
+                )
+            except EmptyWindow as exc:
+                return exc
+
+        result = _run(settings, go)
+    if isinstance(result, EmptyWindow):
+        if as_json:
+            empty = {
+                "artifact_hash": artifact,
+                "since": start.isoformat(),
+                "until": end.isoformat(),
+                "window_reviews": 0,
+                "recorded": False,
+                "message": str(result),
+            }
+            typer.echo(json.dumps(empty, indent=2))
+        err.print(f"[red]empty window:[/red] {result}")
+        raise typer.Exit(EXIT_FAILED)
+    rep = result.report
+    if as_json:
+        out = {
+            **rep.model_dump(mode="json"),
+            "evidence_hash": result.evidence_hash,
+            "passes": result.passes,
+            "reasons": result.reasons,
+        }
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        _print_replay(rep, result.passes, result.reasons, result.duration_s)
+        typer.echo(result.evidence_hash)
+    if not result.passes:
+        raise typer.Exit(EXIT_REPLAY)
+
+
+def _print_replay(rep: Any, passes: bool, reasons: list[str], duration_s: float) -> None:
+    """Counts as a table, then one unwrapped line per flipped order (ids stay whole, so they
+    can be copied and grepped), reject -> submit first."""
+    extra: dict[str, Any] = rep.model_extra or {}
+    err.print(
+        f"replay {rep.artifact_hash[:12]} over [{rep.since.isoformat()} .. "
+        f"{rep.until.isoformat()}): {rep.n} of {rep.window_reviews} recorded reviews re-decided"
+        + (" (the newest, --limit)" if extra.get("truncated") else ""),
+        soft_wrap=True,
+    )
+    head = Table()
+    head.add_column("decision change")
+    head.add_column("orders", justify="right")
+    head.add_row("same", str(rep.same))
+    head.add_row("reject -> submit", str(rep.reject_to_submit))
+    head.add_row("submit -> reject", str(rep.submit_to_reject))
+    head.add_row("could not re-decide", str(rep.errors))
+    head.add_row("reject -> submit share", f"{rep.reject_to_submit_share:.4f}")
+    if extra.get("policy_changed"):
+        head.add_row("judged under another policy", str(extra["policy_changed"]))
+    err.print(head)
+    if rep.flips:
+        err.print("flipped orders (reject -> submit first):")
+    for f in rep.flips[:FLIPS_SHOWN]:
+        new = str(f["new_decision"])
+        if f["new_reasons"]:
+            new += f" ({', '.join(f['new_reasons'])})"
+        err.print(
+            f"  {str(f['change']).replace('_to_', ' -> ')}  {f['review_id']}  {f['at']}  "
+            f"{f['symbol']}  {f['strategy_id']}  stored: {', '.join(f['served_reasons']) or '-'}"
+            f"  new: {new}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    if len(rep.flips) > FLIPS_SHOWN:
+        err.print(f"  ... {len(rep.flips) - FLIPS_SHOWN} more flipped orders (--json lists all)")
+    verdict = "[green]passes[/green]" if passes else "[red]fails[/red]"
+    err.print(f"promotion bar: {verdict} ({duration_s:.2f} s)")
+    for reason in reasons:
+        err.print(f"  - {reason}", soft_wrap=True)
+
+
 # ------------------------------------------------------------------------------ registry
 
 
@@ -337,19 +462,31 @@ def promote_cmd(
     replace_shadow: Annotated[
         bool, typer.Option(help="retire the artifact holding the shadow slot, if any")
     ] = False,
+    waive: Annotated[
+        list[str] | None,
+        typer.Option(help="accept a check's findings by name: replay (recorded)"),
+    ] = None,
     actor: ActorOpt = "cli",
 ) -> None:
-    """Promote with evidence (scorecard; for active also approval and shadow time)."""
+    """Promote with evidence (scorecard, replay; for active also approval and shadow time)."""
     settings = _settings()
     from app.lanes import service
+    from app.registry.promotion import REPLAY_WAIVER
     from app.registry.states import ArtifactState
 
     target = ArtifactState(to)
     if target not in (ArtifactState.SHADOW, ArtifactState.CANARY, ArtifactState.ACTIVE):
         raise typer.BadParameter("--to must be shadow, canary or active (use retire/rollback)")
+    waivers = frozenset(waive or [])
+    if not waivers <= {REPLAY_WAIVER}:
+        raise typer.BadParameter(f"only {REPLAY_WAIVER!r} can be waived here")
+    if waivers and target is ArtifactState.ACTIVE and approver is None:
+        raise typer.BadParameter("--waive for active needs --approver (the approval records it)")
     approval: dict[str, Any] | None = None
     if approver is not None:
         approval = {"approver": approver, "ticket": ticket, "at": _now().isoformat()}
+        if waivers:
+            approval["waive"] = sorted(waivers)
 
     async def go(factory: SessionFactory) -> Any:
         return await service.promote(
@@ -362,6 +499,7 @@ def promote_cmd(
             reason=reason,
             clock=_now,
             replace_shadow=replace_shadow,
+            waivers=waivers,
         )
 
     result = _run(settings, go)

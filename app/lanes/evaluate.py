@@ -34,11 +34,12 @@ Scorecard (``app.registry.promotion.Scorecard``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -49,9 +50,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import SessionFactory, read_only, unit_of_work
 from app.decision import final_decision
-from app.gates.checks import GateCode, evaluate
+from app.gates.checks import GateCode, GateResult, evaluate
 from app.gates.context import (
     GateContext,
+    OrderPlan,
     TradingState,
     current_position_qty,
     resolve_reference_price,
@@ -70,8 +72,8 @@ from app.registry.hashing import artifact_hash, canonical_json
 from app.registry.promotion import PromotionPolicy, Scorecard, check_scorecard
 from app.registry.states import ArtifactState, ExecutorKind
 from app.review.program import new_program, program_state
-from app.review.runtime import FallbackReason, ReviewRuntime
-from app.review.schemas import Decision, Verdict
+from app.review.runtime import FallbackReason, ReviewOutcome, ReviewRuntime
+from app.review.schemas import Decision, ReviewRequest, Verdict
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -176,6 +178,57 @@ def reproducible(stored_hash: str, manifest: dict[str, Any], state: dict[str, An
 # ------------------------------------------------------------------------------ running
 
 
+@dataclass(frozen=True, slots=True)
+class AsOf:
+    """What the gates know about a request besides the request itself: the time it is judged
+    at and the desk's state then. The eval uses the example's time with trading ACTIVE and no
+    recent orders; the replay lane reconstructs each recorded request's own."""
+
+    now: datetime
+    live_trading_enabled: bool
+    trading_state: TradingState = TradingState.ACTIVE
+    recent_orders_for_strategy: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One request through the serving path: who answered, the order, every gate, the decision."""
+
+    outcome: ReviewOutcome
+    plan: OrderPlan
+    gates: list[GateResult]
+    decision: Decision
+    reasons: list[str]
+
+
+async def judge(
+    runtime: ReviewRuntime,
+    artifact: Artifact,
+    request: ReviewRequest,
+    limits: PolicyLimits,
+    as_of: AsOf,
+) -> Judged:
+    """Runtime -> plan -> every gate -> the pipeline's decision rule, as ``POST /review`` runs
+    them (minus the database write). The eval and the replay lane both call this."""
+    outcome = await runtime.review(request, artifact, dspy_disabled=False)
+    reference = resolve_reference_price(request)
+    plan = plan_order(request, outcome.verdict, reference, limits)
+    ctx = GateContext(
+        request=request,
+        verdict=outcome.verdict,
+        plan=plan,
+        reference=reference,
+        now=as_of.now,
+        trading_state=as_of.trading_state,
+        live_trading_enabled=as_of.live_trading_enabled,
+        recent_orders_for_strategy=as_of.recent_orders_for_strategy,
+        current_position_qty=current_position_qty(request),
+    )
+    gates = evaluate(ctx, limits)
+    decision, reasons = final_decision(outcome.verdict.verdict, gates, limits.review.abstain_action)
+    return Judged(outcome, plan, gates, decision, reasons)
+
+
 async def run_example(
     runtime: ReviewRuntime,
     artifact: Artifact,
@@ -184,32 +237,22 @@ async def run_example(
     *,
     live_trading_enabled: bool,
 ) -> ExampleRun:
-    """One example through runtime -> plan -> every gate -> the pipeline's decision rule."""
+    """One example through ``judge`` at its original time."""
     try:
         request = example.request()
-        outcome = await runtime.review(request, artifact, dspy_disabled=False)
-        reference = resolve_reference_price(request)
-        plan = plan_order(request, outcome.verdict, reference, limits)
-        ctx = GateContext(
-            request=request,
-            verdict=outcome.verdict,
-            plan=plan,
-            reference=reference,
-            now=example.as_of,
-            trading_state=TradingState.ACTIVE,
-            live_trading_enabled=live_trading_enabled,
-            recent_orders_for_strategy=0,
-            current_position_qty=current_position_qty(request),
-        )
-        gates = evaluate(ctx, limits)
-        decision, _reasons = final_decision(
-            outcome.verdict.verdict, gates, limits.review.abstain_action
+        judged = await judge(
+            runtime,
+            artifact,
+            request,
+            limits,
+            AsOf(example.as_of, live_trading_enabled=live_trading_enabled),
         )
     except Exception as exc:  # recorded: an exception here fails gate compatibility
         return ExampleRun(
             example.example_id, None, None, None, None, None, False, False, 0.0,
             example.pnl_per_unit is not None, error=type(exc).__name__,
         )  # fmt: skip
+    outcome, plan, gates, decision = judged.outcome, judged.plan, judged.gates, judged.decision
     failed = sum(1 for g in gates if not g.passed)
     complete = {g.code for g in gates} == set(GateCode) and len(gates) == len(GateCode)
     verdict = outcome.verdict.verdict
@@ -337,9 +380,11 @@ def scorecard(
     )
 
 
-async def _load_artifact(
+async def load_artifact(
     session: AsyncSession, digest: str, signature_version: str
 ) -> tuple[Artifact, bool]:
+    """The stored artifact, verified and built (raises ``LookupError`` / ``ValueError``), and
+    whether it re-hashes and round-trips (``reproducible``)."""
     row = await registry.get_by_hash(session, digest)
     if row is None:
         raise LookupError(f"artifact {digest} not found")
@@ -375,7 +420,7 @@ async def run(
     start = time.perf_counter()
     async with read_only(factory) as session:
         data = await datasets.load(session, dataset_hash)
-        candidate, hash_ok = await _load_artifact(
+        candidate, hash_ok = await load_artifact(
             session, artifact, settings.llm_dspy_signature_version
         )
         active_hash = await registry.hash_in_state(
@@ -387,7 +432,7 @@ async def run(
             # An active artifact of another signature version (an upgrade in progress) is no
             # baseline for this one: the comparison is skipped, not the candidate refused.
             if baseline is not None and baseline.signature_version == candidate.signature_version:
-                active, _ = await _load_artifact(
+                active, _ = await load_artifact(
                     session, active_hash, settings.llm_dspy_signature_version
                 )
     examples = sorted(data.split(Split.TEST), key=lambda e: (e.as_of, e.example_id))
@@ -406,11 +451,7 @@ async def run(
         if on_progress is not None:
             on_progress(done, total)
 
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=5.0),
-        limits=httpx.Limits(max_connections=max(1, concurrency)),
-    ) as http:
-        runtime = ReviewRuntime(_live_executor(settings, http))
+    async with serving_runtime(settings, concurrency) as runtime:
         kwargs: dict[str, Any] = {
             "live_trading_enabled": settings.live_trading_enabled,
             "concurrency": concurrency,
@@ -478,6 +519,17 @@ async def run(
         duration_s=duration,
     )
     return EvalResult(card, digest, not reasons, reasons, duration)
+
+
+@contextlib.asynccontextmanager
+async def serving_runtime(settings: Settings, concurrency: int) -> AsyncGenerator[ReviewRuntime]:
+    """The serving ``ReviewRuntime`` (deadline, breaker, bulkhead, fallback) on an HTTP client
+    of the lane's own, so an offline run never trips the served arm's breaker."""
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=5.0),
+        limits=httpx.Limits(max_connections=max(1, concurrency)),
+    ) as http:
+        yield ReviewRuntime(_live_executor(settings, http))
 
 
 def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor | None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from app.db.models import ArtifactRow
     from app.lanes.compile import CompileConfig, CompileResult
     from app.lanes.evaluate import EvalResult
+    from app.lanes.replay import ReplayResult
 
 
 class Lane(StrEnum):
@@ -44,6 +45,7 @@ class Lane(StrEnum):
     SYNTHETIC = "synthetic"
     COMPILE = "compile"
     EVAL = "eval"
+    REPLAY = "replay"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     RETIRE = "retire"
@@ -274,6 +276,42 @@ async def evaluate_candidate(
     return result
 
 
+async def replay_candidate(
+    factory: SessionFactory,
+    settings: Settings,
+    *,
+    artifact: str,
+    since: datetime,
+    until: datetime,
+    actor: str,
+    clock: Callable[[], datetime],
+    limit: int = 500,
+    concurrency: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """``lanes replay``: the window's recorded requests re-decided by ``artifact`` (evidence)."""
+    from app.lanes import replay
+
+    async with observed(factory, Lane.REPLAY, actor=actor, clock=clock) as run:
+        run.artifact_hash = artifact
+        result = await replay.run(
+            factory,
+            settings,
+            artifact=artifact,
+            since=since,
+            until=until,
+            actor=actor,
+            clock=clock,
+            policy=promotion_policy(settings),
+            limit=limit,
+            concurrency=concurrency,
+            on_progress=on_progress,
+        )
+        if not result.passes:
+            run.outcome = Outcome.DENIED
+        return result
+
+
 # ------------------------------------------------------------------------------ registry
 
 
@@ -288,11 +326,13 @@ async def promote(
     reason: str,
     clock: Callable[[], datetime],
     replace_shadow: bool = False,
+    waivers: frozenset[str] = frozenset(),
 ) -> PromotionResult:
     """Evidence-checked promotion (``registry.service.promote``); a denial is recorded.
 
     ``replace_shadow``: when another artifact holds the shadow slot, retire it first (only after
-    this artifact's own promotion was not denied). Raises ``LookupError``,
+    this artifact's own promotion was not denied). ``waivers``: checks the operator accepts by
+    name (``replay``). Raises ``LookupError``,
     ``InvalidTransition``, ``TransitionConflict``.
     """
     policy = promotion_policy(settings)
@@ -327,6 +367,7 @@ async def promote(
                 approval=approval,
                 reason=reason,
                 now=now,
+                waivers=waivers,
             )
 
     async with observed(factory, Lane.PROMOTE, actor=actor, clock=clock) as run:

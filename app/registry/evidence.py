@@ -1,4 +1,6 @@
-"""Evidence SQL: scorecards, approvals and promotion denials attached to artifacts."""
+"""Evidence SQL: scorecards, replays, approvals and promotion denials attached to artifacts.
+
+``kind`` is a plain string column: a new kind needs no migration."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from app.registry.hashing import canonical_json, sha256_hex
 
 class EvidenceKind(StrEnum):
     SCORECARD = "scorecard"
+    # ``lanes replay``: recorded requests of a window re-decided by the artifact (app/lanes/replay)
+    REPLAY = "replay"
     APPROVAL = "approval"
     PROMOTION_DENIED = "promotion_denied"
 

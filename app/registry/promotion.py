@@ -1,7 +1,9 @@
-"""Promotion evidence: the scorecard shape and the pure check against the promotion policy."""
+"""Promotion evidence: the scorecard and replay shapes and the pure checks against the
+promotion policy."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,12 @@ class PromotionPolicy(BaseModel):
     require_determinism: bool = True
     min_delta_sharpe: float = 0.10
     max_drawdown_tolerance: float = Field(default=0.02, ge=0)
+    # Replay (``lanes replay``): the share of replayed orders that the served arm rejected and
+    # the candidate would submit. 0.0: not one, unless the approval waives ``replay`` by name.
+    replay_max_reject_to_submit: float = Field(default=0.0, ge=0, le=1)
+    # ACTIVE needs a replay when reviews were served within this many days before the
+    # promotion, and the replay's window must reach into that span.
+    replay_lookback_days: float = Field(default=7.0, gt=0)
 
 
 class Scorecard(BaseModel):
@@ -47,6 +55,75 @@ class Scorecard(BaseModel):
     determinism_ok: bool
     delta_sharpe: float | None = None
     maxdd_delta: float | None = None  # candidate max drawdown minus active's (positive = worse)
+
+
+class ReplayReport(BaseModel):
+    """What ``lanes replay`` found: recorded requests of ``[since, until)`` re-decided by the
+    artifact, against the decision actually served (``flips``: reject -> submit first)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    artifact_hash: str
+    since: datetime
+    until: datetime
+    window_reviews: int = Field(ge=0)  # reviews recorded in the window
+    n: int = Field(ge=0)  # re-decided and compared (the newest ``limit``, minus errors)
+    same: int = Field(ge=0)
+    submit_to_reject: int = Field(ge=0)
+    reject_to_submit: int = Field(ge=0)
+    errors: int = Field(ge=0)  # recorded requests that could not be re-decided
+    reject_to_submit_share: float = Field(ge=0, le=1)
+    flips: list[dict[str, Any]] = Field(default_factory=list[dict[str, Any]])
+
+
+REPLAY_WAIVER = "replay"
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def check_replay(
+    report: ReplayReport | None,
+    policy: PromotionPolicy,
+    *,
+    required: bool,
+    waived: bool,
+    now: datetime,
+) -> list[str]:
+    """Every failed replay check, as readable reasons (empty: the replay passes).
+
+    ``required``: reviews were served within ``replay_lookback_days`` (an ACTIVE promotion);
+    then a replay must exist and its window must reach into that span. ``waived``: the approval
+    accepts the replay's findings by name (flips, errors); it never stands in for a replay that
+    was not run (an approver cannot accept flips nobody has seen).
+    """
+    start = now - timedelta(days=policy.replay_lookback_days)
+    if report is None:
+        if required:
+            return [
+                f"no replay of the reviews served in the last {policy.replay_lookback_days:g} "
+                "days (run lanes replay --artifact ...)"
+            ]
+        return []
+    out: list[str] = []
+    if required and _aware(report.until) <= start:
+        out.append(
+            f"replay window ended {_aware(report.until).isoformat()}, before the last "
+            f"{policy.replay_lookback_days:g} days in which reviews were served"
+        )
+    if waived:
+        return out
+    if report.errors:
+        out.append(f"replay could not re-decide {report.errors} recorded request(s)")
+    if report.reject_to_submit_share > policy.replay_max_reject_to_submit:
+        out.append(
+            f"replay: {report.reject_to_submit} of {report.n} recorded orders the served arm "
+            f"rejected would be submitted (share {report.reject_to_submit_share:.4f} > "
+            f"replay_max_reject_to_submit {policy.replay_max_reject_to_submit}); "
+            f"waive '{REPLAY_WAIVER}' by name in the approval to accept them"
+        )
+    return out
 
 
 def load_promotion_policy(path: Path, overrides: dict[str, Any] | None = None) -> PromotionPolicy:

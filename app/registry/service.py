@@ -9,9 +9,9 @@ state, then a compare-and-set of the state plus one event row naming actor, rout
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +28,14 @@ from app.registry.artifact import (
 )
 from app.registry.evidence import EvidenceKind
 from app.registry.hashing import artifact_hash
-from app.registry.promotion import PromotionPolicy, Scorecard, check_scorecard
+from app.registry.promotion import (
+    REPLAY_WAIVER,
+    PromotionPolicy,
+    ReplayReport,
+    Scorecard,
+    check_replay,
+    check_scorecard,
+)
 from app.registry.states import (
     SERVING_STATES,
     ArtifactState,
@@ -37,6 +44,7 @@ from app.registry.states import (
     Route,
     next_state,
 )
+from app.reviews import repository as reviews
 
 
 def _aware(ts: datetime) -> datetime:
@@ -249,12 +257,17 @@ async def promote(
     approval: dict[str, Any] | None,
     reason: str,
     now: datetime,
+    waivers: frozenset[str] = frozenset(),
 ) -> PromotionResult:
     """Move an artifact forward only with evidence; a denial is recorded, not raised.
 
     The artifact's content must verify (hash recomputed, program state not pruned); shadow /
     canary / active need a passing scorecard; active also needs an approval record and
-    ``shadow_days`` in shadow. RETIRED -> ACTIVE is never a promotion (only ``rollback``).
+    ``shadow_days`` in shadow. Canary and active are checked against the latest replay
+    (``check_replay``); active requires one when reviews were served within the policy's
+    ``replay_lookback_days``. The approval's ``waive`` list (or ``waivers``, the operator's
+    explicit acceptance for a canary) may name ``replay``; a waived finding is written on the
+    transition event. RETIRED -> ACTIVE is never a promotion (only ``rollback``).
     The caller commits (so a denial's record survives) and maps a denied result to its code.
     """
     row = await _row(session, digest)
@@ -294,6 +307,13 @@ async def promote(
                 if days < shadow_days:
                     code = PromotionCode.GATE_FAILED
                     reasons = [f"{days:.2f} days in shadow < required {shadow_days}"]
+    waived_note = ""
+    if refusal is None and code is None and target in (ArtifactState.CANARY, ArtifactState.ACTIVE):
+        replay_reasons, waived_note = await _replay_gate(
+            session, digest, target, policy, waivers, now
+        )
+        if replay_reasons:
+            code, reasons = PromotionCode.GATE_FAILED, replay_reasons
     if code is not None or refusal is not None:
         denied = refusal.value if refusal is not None else str(code)
         await evidence.add(
@@ -312,12 +332,48 @@ async def promote(
         target,
         Route.PROMOTE,
         actor=actor,
-        reason=reason or f"promoted to {target}",
+        reason=(reason or f"promoted to {target}") + waived_note,
         evidence_hash=card_row.evidence_hash if card_row is not None else None,
         now=now,
     )
     await prune_retired(session, row.program_name, now)
     return PromotionResult(True, None, [], before)
+
+
+def waivers_of(approval: dict[str, Any] | None) -> frozenset[str]:
+    """The names an approval record waives (``{"waive": ["replay"]}``; a single name works)."""
+    named: Any = (approval or {}).get("waive")
+    if isinstance(named, str):
+        return frozenset({named})
+    if isinstance(named, list):
+        return frozenset(str(n) for n in cast(list[Any], named))
+    return frozenset()
+
+
+async def _replay_gate(
+    session: AsyncSession,
+    digest: str,
+    target: ArtifactState,
+    policy: PromotionPolicy,
+    waivers: frozenset[str],
+    now: datetime,
+) -> tuple[list[str], str]:
+    """(denial reasons, note for the transition event naming what a waiver accepted)."""
+    found = await evidence.latest(session, digest, EvidenceKind.REPLAY)
+    report = ReplayReport.model_validate(found.payload) if found is not None else None
+    required = target is ArtifactState.ACTIVE and await reviews.any_since(
+        session, now - timedelta(days=policy.replay_lookback_days)
+    )
+    accepted = set(waivers)
+    if target is ArtifactState.ACTIVE:
+        approval = await evidence.latest(session, digest, EvidenceKind.APPROVAL)
+        accepted |= waivers_of(approval.payload if approval is not None else None)
+    waived = REPLAY_WAIVER in accepted
+    binding = check_replay(report, policy, required=required, waived=waived, now=now)
+    if binding or not waived:
+        return binding, ""
+    findings = check_replay(report, policy, required=required, waived=False, now=now)
+    return [], (f" [waived: {'; '.join(findings)}]" if findings else "")
 
 
 async def retire(

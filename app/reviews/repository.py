@@ -164,6 +164,57 @@ async def reviews_with_outcomes(
     return [(r, outcomes.get(r.review_id, [])) for r in rows]
 
 
+# --- replay (lanes replay): the recorded requests of a window and what the served path counted
+
+
+async def in_window(
+    session: AsyncSession, since: datetime, until: datetime, limit: int
+) -> tuple[list[ReviewRow], int]:
+    """The newest ``limit`` reviews of ``[since, until)``, oldest first, and the window's count."""
+    window = (ReviewRow.created_at >= since, ReviewRow.created_at < until)
+    total = int(
+        (
+            await session.execute(select(func.count()).select_from(ReviewRow).where(*window))
+        ).scalar_one()
+    )
+    newest = (
+        await session.execute(
+            select(ReviewRow)
+            .where(*window)
+            .order_by(ReviewRow.created_at.desc(), ReviewRow.id.desc())
+            .limit(limit)
+        )
+    ).scalars()
+    return list(reversed(list(newest))), total
+
+
+async def submits_between(
+    session: AsyncSession, strategies: list[str], since: datetime, until: datetime
+) -> list[tuple[str, datetime, int]]:
+    """(strategy, created_at, id) of the submits of ``strategies`` in ``[since, until)``."""
+    out: list[tuple[str, datetime, int]] = []
+    for start in range(0, len(strategies), 500):
+        chunk = strategies[start : start + 500]
+        result = await session.execute(
+            select(ReviewRow.strategy_id, ReviewRow.created_at, ReviewRow.id).where(
+                ReviewRow.strategy_id.in_(chunk),
+                ReviewRow.created_at >= since,
+                ReviewRow.created_at < until,
+                ReviewRow.decision == "submit",
+            )
+        )
+        out.extend((str(r[0]), r[1], int(r[2])) for r in result)
+    return out
+
+
+async def any_since(session: AsyncSession, since: datetime) -> bool:
+    """Whether any review was recorded at or after ``since``."""
+    result = await session.execute(
+        select(ReviewRow.id).where(ReviewRow.created_at >= since).limit(1)
+    )
+    return result.first() is not None
+
+
 # --- the precheck on the driver (issue 12: hot path) ----------------------------------------
 # The same question as ``precheck_many``, asked of the database driver directly: no statement
 # compile-cache lookup, no expanding-IN rendering, no result-row machinery, and on SQLite one

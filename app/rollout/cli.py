@@ -47,7 +47,9 @@ def start(
     window_seconds: Annotated[float | None, typer.Option()] = None,
     min_samples: Annotated[int | None, typer.Option()] = None,
     accept_disagreement: Annotated[float | None, typer.Option()] = None,
-    waive: Annotated[list[str] | None, typer.Option(help="delta_sharpe | max_drawdown")] = None,
+    waive: Annotated[
+        list[str] | None, typer.Option(help="delta_sharpe | max_drawdown | replay")
+    ] = None,
     actor: Annotated[str, typer.Option()] = "cli",
     reason: Annotated[str, typer.Option()] = "",
 ) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from app.registry.promotion import PromotionPolicy, Scorecard
 from app.rollout.shadow import ShadowStats
 
-WAIVABLE = frozenset({"delta_sharpe", "max_drawdown"})
+# ``replay``: the operator accepts the latest replay's flips (checked by registry.promote).
+WAIVABLE = frozenset({"delta_sharpe", "max_drawdown", "replay"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,7 @@ async def start(
         approval=None,
         reason=reason or "canary rollout started",
         now=now,
+        waivers=waivers,
     )
     if not result.promoted:
         return RolloutDenied(result.code.value if result.code else "denied", result.reasons)

@@ -5,7 +5,7 @@ database access does. Nothing here replaces code under ``app/``."""
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -43,6 +43,36 @@ def scorecard(digest: str, **over: Any) -> dict[str, Any]:
     return card
 
 
+def replay_report(digest: str, now: datetime, **over: Any) -> dict[str, Any]:
+    """A replay that passes the default promotion policy (no order flips), ending ``now``.
+
+    Like ``scorecard``: evidence for tests about something else; the replay lane itself is
+    tested in ``tests/integration/test_lanes_replay.py``."""
+    report: dict[str, Any] = {
+        "artifact_hash": digest,
+        "since": (now - timedelta(days=1)).isoformat(),
+        "until": now.isoformat(),
+        "window_reviews": 10,
+        "n": 10,
+        "same": 10,
+        "submit_to_reject": 0,
+        "reject_to_submit": 0,
+        "errors": 0,
+        "reject_to_submit_share": 0.0,
+        "flips": [],
+    }
+    report.update(over)
+    return report
+
+
+async def replayed(session: AsyncSession, digest: str, now: datetime) -> None:
+    """Record a passing replay unless the artifact has one (what ``lanes replay`` stores)."""
+    if await evidence.latest(session, digest, EvidenceKind.REPLAY) is None:
+        await evidence.add(
+            session, digest, EvidenceKind.REPLAY, replay_report(digest, now), actor="test", now=now
+        )
+
+
 def heuristic_content(
     n: float, *, signature_version: str = SIGNATURE
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -70,7 +100,10 @@ async def add_artifact(
 
 
 async def promote_in(session: AsyncSession, digest: str, target: ArtifactState) -> None:
-    """One evidence-checked promotion inside the caller's unit (no shadow time required)."""
+    """One evidence-checked promotion inside the caller's unit (no shadow time required; a
+    passing replay recorded first for ACTIVE, as an operator runs ``lanes replay``)."""
+    if target is ArtifactState.ACTIVE:
+        await replayed(session, digest, datetime.now(UTC))
     result = await service.promote(
         session,
         digest,

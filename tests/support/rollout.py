@@ -22,6 +22,7 @@ from app.registry.service import promote, register
 from app.registry.states import ArtifactState
 from app.review.program import new_program, program_state
 from app.rollout.splitter import on_canary, routing_key
+from tests.support.registry import replayed
 from tests.support.requests import base_request
 
 MODEL = "gpt-5.3-codex-spark"
@@ -73,6 +74,8 @@ async def register_live(
             now=now,
         )
         for target in path:
+            if target is ArtifactState.ACTIVE:
+                await replayed(session, digest, now)  # as an operator runs lanes replay
             result = await promote(
                 session,
                 digest,
