@@ -360,6 +360,7 @@ def test_pooled_table_when_nothing_rare_then_no_other_column() -> None:
 
     assert labels == ["A", "B"]
     assert table.shape == (2, 2)
+    assert table.dtype == np.float64  # integer counts in, a float table out
 
 
 def test_pooled_table_when_windows_differ_in_size_then_the_smaller_sets_the_line() -> None:
@@ -404,6 +405,7 @@ def test_chi2_check_when_one_category_in_both_windows_then_nothing_moved() -> No
     c = chi2_check("mix", Family.PREDICTION, {"approve": 50}, {"approve": 80}, TH)
 
     assert c is not None
+    assert (c.metric, c.family, c.test) == ("mix", Family.PREDICTION, CheckKind.CHI2)
     assert (c.statistic, c.effect, c.p_value) == (0.0, 0.0, 1.0)
     assert c.floor == 0.05 and (c.n, c.m) == (50, 80)
     assert c.detail == {"categories": ["approve"], "reference_share": [1.0], "current_share": [1.0]}
@@ -434,10 +436,13 @@ def test_proportion_check_when_rate_moves_then_fisher_exact_and_absolute_change(
 
 def test_proportion_check_when_rate_falls_then_effect_is_the_magnitude() -> None:
     c = proportion_check("x", Family.LLM, (1, 3 * 30), (0, 30), TH)
+    back = proportion_check("x", Family.LLM, (0, 30), (1, 3 * 30), TH)
 
-    assert c is not None
-    assert c.effect == pytest.approx(1 / 90)
+    assert c is not None and back is not None
+    assert c.effect == pytest.approx(1 / 90) and back.effect == pytest.approx(1 / 90)
+    # rates are reported to six places
     assert c.detail == {"reference_rate": 0.011111, "current_rate": 0.0}
+    assert back.detail == {"reference_rate": 0.0, "current_rate": 0.011111}
 
 
 # ----------------------------------------------------------------------------- performance
