@@ -155,10 +155,13 @@ def psi_check(
     if n < th.min_n or m < th.min_n:
         return None
     edges = quantile_edges(ref, bin_count(n, m, th))
+    top = float(np.max(ref))
+    if edges[-1] >= top:
+        # The reference is tied at its maximum (constant, or capped): the top edge is that
+        # maximum, and edge values bin upward, so values above it would share the bin of the
+        # values at it and a rise would read as no change. Above the maximum is its own bin.
+        edges = np.append(edges, np.nextafter(top, np.inf))
     bins = len(edges) + 1
-    if bins < 2:  # a constant reference: compare the share equal to it instead
-        edges = np.array([float(ref[0])])
-        bins = 2
     value = psi(binned(ref, edges), binned(cur, edges))
     scale = 1.0 / n + 1.0 / m
     p = float(sps.chi2.sf(value / scale, bins - 1))

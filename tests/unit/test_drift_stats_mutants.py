@@ -201,15 +201,46 @@ def test_psi_check_when_two_bins_then_one_degree_of_freedom() -> None:
     assert c.p_value == pytest.approx(math.erfc(math.sqrt(value / 0.1 / 2)), rel=1e-9)
 
 
-def test_psi_check_when_reference_is_constant_then_two_bins_below_and_at_it() -> None:
-    ref = arr([1.0] * 40)
-    cur = arr([0.0] * 20 + [1.0] * 20)
-
-    c = psi_check("x", Family.FEATURE, ref, cur, TH)
+@pytest.mark.parametrize(
+    ("cur", "counts"),
+    [
+        pytest.param([0.0] * 20 + [1.0] * 20, [20, 20, 0], id="falls"),
+        pytest.param([2.0] * 20 + [1.0] * 20, [0, 20, 20], id="rises"),
+        pytest.param([1.0] * 40, [0, 40, 0], id="stays"),
+    ],
+)
+def test_psi_check_when_reference_is_constant_then_below_at_and_above_it_are_bins(
+    cur: list[float], counts: list[int]
+) -> None:
+    # A constant reference gets three bins: below it, at it, above it. With a single edge at
+    # the value, "above" shared the bin of "at" and a rise was invisible (PSI 0, p 1).
+    c = psi_check("x", Family.FEATURE, arr([1.0] * 40), arr(cur), TH)
 
     assert c is not None
-    assert c.detail["bins"] == 2
-    assert c.statistic == pytest.approx(_psi_by_hand([0, 40], [20, 20]), rel=1e-12)
+    assert c.detail["bins"] == 3
+    assert c.statistic == pytest.approx(_psi_by_hand([0, 40, 0], counts), rel=1e-12)
+
+
+def test_psi_check_when_reference_tied_at_its_maximum_then_a_rise_above_it_is_seen() -> None:
+    # 60% of the reference sits at its maximum, 1.0 (a capped feature): the top quantile edges
+    # are 1.0. Current values above 1.0 must not share the bin of the values at 1.0.
+    ref = arr([*np.linspace(0.0, 0.9, 40), *([1.0] * 60)])
+    rises = arr([*np.linspace(0.0, 0.9, 40), *([1.5] * 60)])
+    same = arr([*np.linspace(0.0, 0.9, 40), *([1.0] * 60)])
+
+    moved = psi_check("x", Family.FEATURE, ref, rises, TH)
+    still = psi_check("x", Family.FEATURE, ref, same, TH)
+
+    assert moved is not None and still is not None
+    assert still.statistic == 0.0
+    assert moved.statistic > 1.0
+    assert correct([moved], TH.alpha)[0].breach
+
+
+def test_psi_check_when_reference_continuous_then_no_extra_bin() -> None:
+    c = psi_check("x", Family.FEATURE, REF30, CUR30, TH)
+
+    assert c is not None and c.detail["bins"] == 3
 
 
 def test_psi_check_when_values_not_finite_then_dropped_before_counting() -> None:
@@ -360,6 +391,7 @@ def test_pooled_table_when_nothing_rare_then_no_other_column() -> None:
 
     assert labels == ["A", "B"]
     assert table.shape == (2, 2)
+    assert table.dtype == np.float64  # integer counts in, a float table out
 
 
 def test_pooled_table_when_windows_differ_in_size_then_the_smaller_sets_the_line() -> None:
@@ -404,6 +436,7 @@ def test_chi2_check_when_one_category_in_both_windows_then_nothing_moved() -> No
     c = chi2_check("mix", Family.PREDICTION, {"approve": 50}, {"approve": 80}, TH)
 
     assert c is not None
+    assert (c.metric, c.family, c.test) == ("mix", Family.PREDICTION, CheckKind.CHI2)
     assert (c.statistic, c.effect, c.p_value) == (0.0, 0.0, 1.0)
     assert c.floor == 0.05 and (c.n, c.m) == (50, 80)
     assert c.detail == {"categories": ["approve"], "reference_share": [1.0], "current_share": [1.0]}
@@ -434,10 +467,13 @@ def test_proportion_check_when_rate_moves_then_fisher_exact_and_absolute_change(
 
 def test_proportion_check_when_rate_falls_then_effect_is_the_magnitude() -> None:
     c = proportion_check("x", Family.LLM, (1, 3 * 30), (0, 30), TH)
+    back = proportion_check("x", Family.LLM, (0, 30), (1, 3 * 30), TH)
 
-    assert c is not None
-    assert c.effect == pytest.approx(1 / 90)
+    assert c is not None and back is not None
+    assert c.effect == pytest.approx(1 / 90) and back.effect == pytest.approx(1 / 90)
+    # rates are reported to six places
     assert c.detail == {"reference_rate": 0.011111, "current_rate": 0.0}
+    assert back.detail == {"reference_rate": 0.0, "current_rate": 0.011111}
 
 
 # ----------------------------------------------------------------------------- performance
