@@ -72,3 +72,14 @@ def test_collect_when_results_recorded_then_scores_each_module(
     assert m.score == pytest.approx(100 * 2 / 3)
     assert stale == []
     assert any("not checked" in f for f in report.failures(modules))
+
+
+def test_equivalents_file_when_loaded_then_every_entry_names_a_mutated_module_and_a_reason() -> (
+    None
+):
+    entries = report.load_equivalents()
+    modules = {p.removesuffix(".py").replace("/", ".") for p in report.TARGETS}
+    assert entries
+    for name, reason in entries.items():
+        assert name.rsplit(".x_", 1)[0] in modules, name
+        assert "__mutmut_" in name and len(reason) > 20, name
