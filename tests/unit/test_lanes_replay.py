@@ -69,7 +69,9 @@ def test_check_replay_when_share_at_the_bar_then_passes_and_above_then_denies() 
     policy = PromotionPolicy(replay_max_reject_to_submit=0.02)
     at_bar = rep(reject_to_submit=2, reject_to_submit_share=0.02)
     above = rep(reject_to_submit=3, reject_to_submit_share=0.03)
+    inside = rep(reject_to_submit=1, reject_to_submit_share=0.01)
 
+    assert check_replay(inside, policy, required=True, waived=False, now=NOW) == []
     assert check_replay(at_bar, policy, required=True, waived=False, now=NOW) == []
     reasons = check_replay(above, policy, required=True, waived=False, now=NOW)
 

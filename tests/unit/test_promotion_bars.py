@@ -46,6 +46,8 @@ SHIPPED: dict[str, tuple[type, object]] = {
     "require_determinism": (bool, True),
     "min_delta_sharpe": (float, 0.10),
     "max_drawdown_tolerance": (float, 0.02),
+    "replay_max_reject_to_submit": (float, 0.0),
+    "replay_lookback_days": (float, 7.0),
 }
 SHIPPED_VALUES = {k: v for k, (_, v) in SHIPPED.items()}
 POLICY = PromotionPolicy.model_validate(SHIPPED_VALUES)
@@ -410,8 +412,8 @@ DELTA_MISSING = "delta Sharpe not computed (no outcomes) and not waived"
 MAXDD_MISSING = "max drawdown not computed (no outcomes) and not waived"
 
 
-def test_waivable_gates_when_listed_then_delta_sharpe_and_max_drawdown() -> None:
-    assert frozenset({"delta_sharpe", "max_drawdown"}) == WAIVABLE
+def test_waivable_gates_when_listed_then_delta_sharpe_max_drawdown_and_replay() -> None:
+    assert frozenset({"delta_sharpe", "max_drawdown", "replay"}) == WAIVABLE
 
 
 def test_promotion_when_gate_uncomputable_and_not_waived_then_denied() -> None:
