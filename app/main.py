@@ -214,13 +214,15 @@ def create_app(
         try:
             yield
         finally:
-            if probes is not None:
-                await asyncio.to_thread(probes.stop)  # joins its thread; not on the loop
-            for task in (poller, ticker, drift_task, controller_task):
+            # The ticker first: it writes the snapshot that stopping the probes unmaps (it ran
+            # on while stop() was in its thread, and wrote to a closed map).
+            for task in (ticker, poller, drift_task, controller_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if probes is not None:
+                await asyncio.to_thread(probes.stop)  # joins its thread; not on the loop
             if shadow is not None:
                 await shadow.stop()
             if shadow_http is not None:

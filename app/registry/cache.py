@@ -105,17 +105,14 @@ class LiveState:
                 session, self._program, ArtifactState.ACTIVE
             )
             current = self.artifact.artifact_hash if self.artifact else None
-            problem: str | None = None
-            self.last_refusal = None
+            refused: tuple[Refusal, str] | None = None
             if wanted is not None and wanted != current:
-                known = self._refused.get(wanted)
-                if known is not None:
-                    self.last_refusal, problem = known
-                else:
-                    problem = await self._load(session, wanted)
+                refused = self._refused.get(wanted) or await self._load(session, wanted)
             await self._refresh_route(session)
         # What /readyz reports: why the wanted artifact is not the one serving (None: it is).
-        self.last_error = problem
+        # Both fields are published together, after the last await: a probe never sees the
+        # code of one refresh beside the sentence of another.
+        self.last_refusal, self.last_error = refused if refused is not None else (None, None)
         self.refreshed_at = time.monotonic()
 
     @property
@@ -126,13 +123,13 @@ class LiveState:
             return None
         return f"LLM_DSPY_ARTIFACT_HASH refused ({self.last_refusal}): {self.last_error}"
 
-    async def _load(self, session: AsyncSession, wanted: str) -> str | None:
+    async def _load(self, session: AsyncSession, wanted: str) -> tuple[Refusal, str] | None:
         """Verify, prepare and swap in ``wanted``; the reason it was refused otherwise.
 
         Database errors propagate (the poll fails and is retried); only the artifact itself
         is refused here."""
         loaded = await self._verified(session, wanted)
-        if isinstance(loaded, str):
+        if not isinstance(loaded, Artifact):
             return loaded
         self._set_artifact(loaded)
         return None
@@ -141,7 +138,6 @@ class LiveState:
         """Load the open rollout's split (the canary serves only once verified and prepared)
         and the SHADOW artifact. Their refusals are counted but never reported as the
         active artifact's (``last_refusal`` is what /readyz reads)."""
-        keep = self.last_refusal
         route = await rollout_repo.route(session, self._program)
         if route is None or route.weight_pct <= 0:
             self.route, self.canary = route, None
@@ -160,9 +156,8 @@ class LiveState:
         elif self.shadow is None or self.shadow.artifact_hash != shadow:
             loaded = await self._verified(session, shadow)
             self.shadow = loaded if isinstance(loaded, Artifact) else None
-        self.last_refusal = keep
 
-    async def _verified(self, session: AsyncSession, wanted: str) -> Artifact | str:
+    async def _verified(self, session: AsyncSession, wanted: str) -> Artifact | tuple[Refusal, str]:
         """The verified, prepared artifact, or why it was refused."""
         row = await repository.get_by_hash(session, wanted)
         try:
@@ -187,13 +182,12 @@ class LiveState:
             return self._refuse(wanted, Refusal.INVALID, f"artifact {wanted} unreadable: {exc}")
         return loaded
 
-    def _refuse(self, wanted: str, refusal: Refusal, message: str) -> str:
+    def _refuse(self, wanted: str, refusal: Refusal, message: str) -> tuple[Refusal, str]:
         if refusal in _REFUSED_FOR_GOOD:
             self._refused[wanted] = (refusal, message)
         metrics.ARTIFACT_LOAD_FAILURES.labels(refusal.value).inc()
         event("artifact.refused", logging.ERROR, reason=refusal.value, error=message)
-        self.last_refusal = refusal
-        return message
+        return refusal, message
 
     def _set_controls(self, controls: Controls) -> None:
         self.controls = controls
@@ -223,8 +217,7 @@ class LiveState:
                 raise
             except Exception as exc:
                 metrics.STATE_REFRESH_FAILURES.inc()
-                self.last_error = f"refresh failed: {type(exc).__name__}"
-                self.last_refusal = None
+                self.last_refusal, self.last_error = None, f"refresh failed: {type(exc).__name__}"
                 event("state.refresh_failed", logging.WARNING, error=type(exc).__name__)
             await asyncio.sleep(interval)
 
