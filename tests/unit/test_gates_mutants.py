@@ -264,6 +264,13 @@ EXACT: list[Exact] = [
           body=(hold("100"), put("decision.qty", "30"))),
     Exact(G.POSITION_LIMIT, "adding_to_a_long", True, "post-trade position 22.00% of equity",
           body=(hold("100"),)),
+    # Orders of one share or less still grow the position: 124.5 + 1 = 125.5 x 200 = 25.1%.
+    Exact(G.POSITION_LIMIT, "one_share_over", False,
+          "post-trade position is 25.10% of equity (max 25.00%)",
+          body=(hold("124.5"), put("decision.qty", "1"))),
+    Exact(G.POSITION_LIMIT, "half_share_over", False,
+          "post-trade position is 25.08% of equity (max 25.00%)",
+          body=(hold("124.9"), put("decision.qty", "0.5"))),
     # gross_exposure
     Exact(G.GROSS_EXPOSURE, "small", True, "post-trade gross exposure 0.22x equity"),
     Exact(G.GROSS_EXPOSURE, "reducing", True, "order does not increase gross exposure",
