@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from app.gates.checks import GateCode, GateResult
-from app.gates.context import GateContext, TradingState
+from app.gates.context import GateContext, OrderPlan, TradingState
+from app.review.schemas import OrderType
 from tests.support.gates import (
     GATE_BY_CODE,
     NO_PRICE,
@@ -117,6 +118,14 @@ EXACT: list[Exact] = [
     Exact(G.TRADING_STATE, "reducing_and_buying_into_a_short_past_flat", False,
           "trading is REDUCING: only orders that reduce a position pass",
           body=(hold("9", side="short"),), state=REDUCING),
+    # A position of one share or less can be reduced too (not only positions above 1).
+    Exact(G.TRADING_STATE, "reducing_and_halving_a_one_share_long", True,
+          "REDUCING and the order reduces the position",
+          body=(hold("1"), *sell("0.5")), state=REDUCING),
+    # An order that rounds to no shares leaves the position as it is: it does not reduce it.
+    Exact(G.TRADING_STATE, "reducing_and_the_order_rounds_to_nothing", False,
+          "trading is REDUCING: only orders that reduce a position pass",
+          body=(hold("100"), *sell("0.0000009")), state=REDUCING),
     # trading_mode
     Exact(G.TRADING_MODE, "paper", True, "paper trading allowed"),
     Exact(G.TRADING_MODE, "live_disabled", False, "live trading is not enabled on this service",
@@ -388,3 +397,20 @@ def test_exact_table_when_read_then_covers_every_gate_on_both_sides() -> None:
     assert {r.gate for r in EXACT if not r.passes} == set(GateCode)
     ids = [r.id for r in EXACT]
     assert len(ids) == len(set(ids))
+
+
+def test_plan_when_adjustment_is_refused_then_note_and_problem_both_say_why() -> None:
+    # The refused plan is the original order; its note (the adjustment gate's text when it
+    # passes) must not be left saying "no adjustment requested".
+    ctx = build_context(put("policy.adjustment_allowed", False), verdict=ADJUST_TO_5)
+    problem = "adjustment requested but the request's policy forbids it"
+
+    assert ctx.plan == OrderPlan(
+        qty=Decimal(10),
+        order_type=OrderType.MARKET,
+        limit_price=None,
+        limit_price_assumed=False,
+        resized=False,
+        adjustment_problem=problem,
+        adjustment_note=problem,
+    )
