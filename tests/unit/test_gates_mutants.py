@@ -227,6 +227,27 @@ EXACT: list[Exact] = [
     Exact(G.PRICE_INTEGRITY, "second_price_diverging", False,
           "params.price 300 diverges 50.000% from reference 200.00 (market.price); band 5.00%",
           body=(put("decision.params.price", "300"),)),
+    Exact(G.PRICE_INTEGRITY, "limit_price_diverging", False,
+          "limit price 210.01 diverges 5.005% from reference 200.00 (market.price); band 5.00%",
+          body=limit_order("210.01")),
+    Exact(G.PRICE_INTEGRITY, "mark_unreadable", False,
+          "portfolio.positions[1].market_value/qty is not a usable positive price",
+          body=(hold("1", market_value="abc"),)),
+    # Every position entry's mark is checked, even after a flat one.
+    Exact(G.PRICE_INTEGRITY, "mark_after_a_flat_entry", False,
+          "positions[0].market_value/qty 2 diverges 9900.000% from reference 200.00 "
+          "(market.price); band 20.00%",
+          body=(hold("0"), also_in_positions(qty="100", market_value="200"))),
+    # Every context domain is read, past one that is not an object or has no payload object.
+    Exact(G.PRICE_INTEGRITY, "quote_after_a_text_domain", False,
+          "market_context.domains.quote.payload.last 2 diverges 9900.000% from reference "
+          "200.00 (market.price); band 5.00%",
+          body=(market_context(domains={"a_news": "text", "quote": {"payload": {"last": "2"}}}),)),
+    Exact(G.PRICE_INTEGRITY, "quote_after_a_payload_that_is_text", False,
+          "market_context.domains.quote.payload.last 2 diverges 9900.000% from reference "
+          "200.00 (market.price); band 5.00%",
+          body=(market_context(domains={"a_news": {"payload": "x"},
+                                        "quote": {"payload": {"last": "2"}}}),)),
     Exact(G.PRICE_INTEGRITY, "corroboration_short", False,
           "1 independent prices corroborate market.price (min 2)",
           limits={"price_integrity": {"min_corroborating_prices": 2}}),
@@ -261,6 +282,15 @@ EXACT: list[Exact] = [
           body=(drop("portfolio.equity"),)),
     Exact(G.MAX_NOTIONAL, "over_share", False, "notional is 12.00% of equity (max 10.00%)",
           body=(put("decision.qty", "60"),)),
+    # Equity of 1 is small, not unknown: 0.0001 x 200 = 0.02 is 2% of it.
+    Exact(G.MAX_NOTIONAL, "equity_of_one", True, "notional 0.02 (2.00% of equity)",
+          body=(put("portfolio.equity", "1"), put("decision.qty", "0.0001"))),
+    # A zero reference price values nothing, even when another price is present.
+    Exact(G.MAX_NOTIONAL, "reference_zero", False, "notional unknown without a price",
+          ctx=_reference("0")),
+    # An unreadable mark is no price for valuation (price_integrity fails it), not an error.
+    Exact(G.MAX_NOTIONAL, "unreadable_mark_is_ignored", True, "notional 2000.00 (2.00% of equity)",
+          body=(hold("1", market_value="abc"),)),
     # position_limit
     Exact(G.POSITION_LIMIT, "small", True, "post-trade position 2.00% of equity"),
     Exact(G.POSITION_LIMIT, "reducing", True, "order does not increase the position",
@@ -286,6 +316,10 @@ EXACT: list[Exact] = [
           body=(hold("100"), *sell())),
     Exact(G.GROSS_EXPOSURE, "closing_exactly", True, "order does not increase gross exposure",
           body=(hold("10"), *sell("10"), put("portfolio.total_exposure", "500000"))),
+    # +10 -> -10: gross exposure is unchanged, so an account already over the max may flip.
+    Exact(G.GROSS_EXPOSURE, "flip_to_the_same_size", True,
+          "order does not increase gross exposure",
+          body=(hold("10"), *sell("20"), put("portfolio.total_exposure", "500000"))),
     Exact(G.GROSS_EXPOSURE, "no_price", False,
           "gross exposure unknown (price or equity missing or zero)", body=NO_PRICE),
     Exact(G.GROSS_EXPOSURE, "not_reported", False,
@@ -309,6 +343,10 @@ EXACT: list[Exact] = [
     Exact(G.BUYING_POWER, "growing_a_long_needs_the_growth", True,
           "needs 2000.00 of 2000.00 buying power",
           body=(hold("5"), put("portfolio.buying_power", "2000"))),
+    # Growing a half-share long by half a share needs half a share, not the whole position.
+    Exact(G.BUYING_POWER, "growing_a_half_share_long", True,
+          "needs 100.00 of 100.00 buying power",
+          body=(hold("0.5"), put("decision.qty", "0.5"), put("portfolio.buying_power", "100"))),
     # shorting
     Exact(G.SHORTING, "buy", True, "no disallowed short"),
     Exact(G.SHORTING, "sell_to_short", False,
