@@ -101,7 +101,8 @@ def controls(
             if state is None and dspy_disabled is None and routing_disabled is None:
                 async with unit_of_work(factory) as session:
                     await repository.ensure(session, datetime.now(UTC))
-                    print(await repository.get(session))
+                    shown = await repository.get(session)
+                    print(_describe(shown) if shown is not None else "no controls row")
                 return
             result = await controls_service.change(
                 factory,
@@ -112,7 +113,8 @@ def controls(
                 dspy_disabled=dspy_disabled,
                 routing_disabled=routing_disabled,
             )
-            print(result.after if result.changed else f"unchanged: {result.after}")
+            line = _describe(result.after)
+            print(line if result.changed else f"unchanged: {line}")
         finally:
             await engine.dispose()
 
@@ -121,6 +123,14 @@ def controls(
     except ReasonRequired as exc:
         print(f"refused: {exc} (--reason)", file=sys.stderr)
         raise typer.Exit(2) from None
+
+
+def _describe(c: Any) -> str:
+    """One line an operator reads: ``v3 trading_state=HALTED dspy_disabled=False ...``."""
+    return (
+        f"v{c.version} trading_state={c.trading_state.value} dspy_disabled={c.dspy_disabled} "
+        f"routing_disabled={c.routing_disabled}"
+    )
 
 
 @cli.command("controls-history")

@@ -170,9 +170,9 @@ def dataset_build(
             if "no examples" not in str(exc):
                 raise
             raise ValueError(
-                f"empty window [{start.isoformat()} .. {end.isoformat()}): no review in it has "
-                "a recorded outcome (POST /outcomes). Widen it (--since, --days; --until now "
-                "includes the current hour) or record outcomes first."
+                f"empty window [{start.isoformat()} .. {end.isoformat()}): no review was "
+                "recorded in it. Widen it (--since, --days; --until now includes the current "
+                "hour); outcomes (POST /reviews/{id}/outcome) relabel submitted orders."
             ) from None
 
     data = _run(settings, go)

@@ -68,7 +68,10 @@ async def test_controls_when_run_without_a_change_then_prints_state_and_records_
         before = await history()
         shown = await cli("controls", env=env)
         assert shown.exit_code == 0, shown.output
-        assert "ACTIVE" in shown.stdout and "dspy_disabled=False" in shown.stdout
+        # One readable line, not an object's repr.
+        assert re.fullmatch(
+            r"v\d+ trading_state=ACTIVE dspy_disabled=False routing_disabled=False\n", shown.stdout
+        ), shown.stdout
         assert await history() == before  # showing records nothing
         changed = await cli("controls", "--dspy-disabled", "--actor", "dana", env=env)
         assert changed.exit_code == 0, changed.output
