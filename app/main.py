@@ -241,6 +241,7 @@ def create_app(
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
         docs_url=None,  # served below from packaged assets (works offline, no CDN)
+        redoc_url=None,  # ReDoc would load its script from a CDN: /docs is the one API page
     )
     app.state.settings = settings
     _offline_docs(app)

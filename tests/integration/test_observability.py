@@ -213,6 +213,7 @@ def test_a_run_logs_json_lines_without_any_secret(
         metrics = http.get("/metrics").text
         docs = http.get("/docs")
         asset = http.get("/docs-static/swagger-ui-bundle.js")
+        redoc = http.get("/redoc")  # FastAPI's default ReDoc page loads from a CDN: not served
     text = log.read_text()
     assert ADMIN_TOKEN not in text
     assert JANGAR_KEY not in text
@@ -236,3 +237,4 @@ def test_a_run_logs_json_lines_without_any_secret(
     assert "cdn" not in docs.text.lower()
     assert asset.status_code == 200
     assert len(asset.content) > 100_000
+    assert redoc.status_code == 404
