@@ -378,8 +378,9 @@ def test_boundary_table_when_read_then_probes_every_numeric_limit_of_the_policy(
     } - {"version"}
     probed = {e.limit for e in EDGES} | {
         "quantity.max_per_order_by_symbol",  # a map of numbers: rows above, with an override
-        "order_rate.window_seconds",  # the window and the TTL are applied by the writer's
-        "reservations.ttl_seconds",  # ledger: see the ledger tests below
+        "order_rate.window_seconds",  # the window and the TTL are applied by the pipeline
+        "reservations.ttl_seconds",  # and the writer's ledger: the ledger tests below and
+        # tests/integration/test_policy_windows.py (POST /review with a pinned clock)
         "adjustment.max_qty_multiplier",  # applied by the planner: see the plan tests below
     }
 
