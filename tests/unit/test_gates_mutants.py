@@ -437,7 +437,7 @@ EXACT: list[Exact] = [
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, id=r.id) for r in EXACT])
-def test_gate_answers_exactly(row: Exact) -> None:
+def test_gate_when_each_branch_is_taken_then_answers_exactly(row: Exact) -> None:
     result = GATE_BY_CODE[row.gate](row.context(), make_limits(**row.limits))
 
     assert result == GateResult(row.gate, row.passes, row.reason)
