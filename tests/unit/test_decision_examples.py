@@ -332,7 +332,7 @@ TABLE: list[tuple[Verdict, bool, str, Decision, list[str]]] = [
         for row in TABLE
     ],
 )
-def test_final_decision_table(
+def test_final_decision_when_verdict_gates_and_abstain_action_vary_then_follows_the_table(
     verdict: Verdict, gate_fails: bool, abstain_action: str, decision: Decision, reasons: list[str]
 ) -> None:
     gates = ONE_FAILING if gate_fails else PASSING

@@ -8,17 +8,30 @@ they are part of the behaviour.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.gates.checks import GateCode, GateResult
-from app.gates.context import GateContext, OrderPlan, TradingState
-from app.review.schemas import OrderType
+from app.gates.context import (
+    GateContext,
+    OrderPlan,
+    ReferencePrice,
+    TradingState,
+    current_position_qty,
+    position_entries,
+    resolve_limit_price,
+    resolve_reference_price,
+)
+from app.gates.limits import PolicyLimits, load_policy
+from app.gates.plan import plan_order
+from app.review.schemas import OrderType, ReviewRequest
 from tests.support.gates import (
     GATE_BY_CODE,
     NO_PRICE,
@@ -424,7 +437,7 @@ EXACT: list[Exact] = [
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, id=r.id) for r in EXACT])
-def test_gate_answers_exactly(row: Exact) -> None:
+def test_gate_when_each_branch_is_taken_then_answers_exactly(row: Exact) -> None:
     result = GATE_BY_CODE[row.gate](row.context(), make_limits(**row.limits))
 
     assert result == GateResult(row.gate, row.passes, row.reason)
@@ -452,3 +465,124 @@ def test_plan_when_adjustment_is_refused_then_note_and_problem_both_say_why() ->
         adjustment_problem=problem,
         adjustment_note=problem,
     )
+
+
+# ----------------------------------------------------------------------------- context
+
+
+def _request(*tweaks: Tweak) -> ReviewRequest:
+    return build_context(*tweaks).request
+
+
+def test_reference_price_when_nothing_is_priced_then_missing() -> None:
+    request = _request(*NO_PRICE)
+
+    assert resolve_reference_price(request) == ReferencePrice(None, None, "missing")
+
+
+def test_reference_price_when_sized_below_one_dollar_then_the_snapshot_serves() -> None:
+    request = _request(drop("market"), put("decision.params", {"price_snapshot": "0.5"}))
+
+    assert resolve_reference_price(request) == ReferencePrice(
+        Decimal("0.5"), request.decision.event_ts, "params.price_snapshot"
+    )
+
+
+def test_limit_price_when_params_give_one_below_one_dollar_then_it_is_used() -> None:
+    request = _request(*limit_order(None), put("decision.params.limit_price", "0.5"))
+    ref = resolve_reference_price(request)
+
+    assert resolve_limit_price(request, ref) == (Decimal("0.5"), False)
+
+
+def test_position_when_broker_says_quantity_instead_of_qty_then_it_is_read() -> None:
+    request = _request(
+        lambda body: body["portfolio"]["positions"].append(
+            {"symbol": "AAPL", "quantity": "40", "side": "short"}
+        )
+    )
+
+    assert current_position_qty(request) == Decimal(-40)
+
+
+@pytest.mark.parametrize("symbol", ["NONE", "XXXX"])
+def test_position_without_a_symbol_when_read_then_belongs_to_no_order(symbol: str) -> None:
+    # A symbol-less broker entry is nobody's position, whatever the order's symbol spells.
+    request = _request(
+        put("decision.symbol", symbol),
+        put("market.symbol", symbol),
+        lambda body: body["portfolio"]["positions"].append({"qty": "100", "side": "long"}),
+    )
+
+    assert position_entries(request) == []
+    assert current_position_qty(request) == Decimal(0)
+
+
+# ----------------------------------------------------------------------------- planner
+
+
+def test_plan_when_limit_order_has_no_limit_price_then_plans_cleanly_with_the_reference() -> None:
+    ctx = build_context(*limit_order(None))
+
+    assert ctx.plan == OrderPlan(
+        qty=Decimal(10),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal("200.00"),
+        limit_price_assumed=True,
+        resized=False,
+        adjustment_problem=None,
+        adjustment_note="no adjustment requested",
+    )
+
+
+def test_plan_when_it_cannot_be_computed_then_the_original_order_with_the_reason() -> None:
+    # A lot size so small that qty / lot overflows: the plan fails closed, for a limit order
+    # without a limit price too (its assumed price is still resolved from the reference).
+    ctx = build_context(*limit_order(None))
+    limits = PolicyLimits.model_validate({"quantity": {"lot_size": "1e-999999"}})
+    problem = "order could not be planned (Overflow): fail closed"
+
+    plan = plan_order(ctx.request, ctx.verdict, ctx.reference, limits)
+
+    assert plan == OrderPlan(
+        qty=Decimal(10),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal("200.00"),
+        limit_price_assumed=True,
+        resized=False,
+        adjustment_problem=problem,
+        adjustment_note=problem,
+    )
+
+
+def test_plan_when_adjusted_qty_is_clamped_then_the_note_lists_each_step() -> None:
+    ctx = build_context(
+        put("policy.max_qty_multiplier", "2.0"),
+        verdict={"verdict": "adjust", "adjusted_qty": "25"},
+    )
+
+    assert ctx.plan.adjustment_note == "adjusted qty 25 clamped to [2.50, 10.0]; qty 10 -> 10"
+
+
+# ----------------------------------------------------------------------------- loader
+
+
+def test_load_policy_when_read_then_records_its_path_and_the_file_hash(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"version: 1\nshorting_allowed: true\n")
+
+    loaded = load_policy(path)
+
+    assert loaded.path == str(path)
+    assert loaded.policy_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert loaded.limits == PolicyLimits(shorting_allowed=True)
+
+
+def test_load_policy_when_invalid_then_value_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_notional_per_order: -1\n")
+
+    with pytest.raises(ValueError, match=r"^policy file .*policy\.yaml is invalid: ") as info:
+        load_policy(path)
+
+    assert "max_notional_per_order" in str(info.value)

@@ -348,7 +348,7 @@ def _limits(edge: Edge) -> PolicyLimits:
 
 
 @pytest.mark.parametrize("edge", [pytest.param(e, id=e.id) for e in EDGES])
-def test_gate_at_policy_boundary(edge: Edge) -> None:
+def test_gate_when_input_sits_at_a_policy_boundary_then_decides_as_the_row_says(edge: Edge) -> None:
     limits = _limits(edge)
     ctx = build_context(*edge.body, verdict=edge.verdict, limits=limits, recent=edge.recent)
 
@@ -378,8 +378,9 @@ def test_boundary_table_when_read_then_probes_every_numeric_limit_of_the_policy(
     } - {"version"}
     probed = {e.limit for e in EDGES} | {
         "quantity.max_per_order_by_symbol",  # a map of numbers: rows above, with an override
-        "order_rate.window_seconds",  # the window and the TTL are applied by the writer's
-        "reservations.ttl_seconds",  # ledger: see the ledger tests below
+        "order_rate.window_seconds",  # the window and the TTL are applied by the pipeline
+        "reservations.ttl_seconds",  # and the writer's ledger: the ledger tests below and
+        # tests/integration/test_policy_windows.py (POST /review with a pinned clock)
         "adjustment.max_qty_multiplier",  # applied by the planner: see the plan tests below
     }
 
@@ -400,7 +401,7 @@ def test_boundary_table_when_read_then_probes_every_numeric_limit_of_the_policy(
         pytest.param("11", "10", True, id="outside"),
     ],
 )
-def test_plan_at_max_qty_multiplier_then_never_enlarges_past_it(
+def test_plan_when_adjusted_qty_is_around_the_max_multiplier_then_never_enlarges_past_it(
     adjusted: str, planned: str, clamped: bool
 ) -> None:
     # The request's own policy allows 2x: the service's 1.0 is the binding limit.
@@ -424,7 +425,9 @@ def test_plan_at_max_qty_multiplier_then_never_enlarges_past_it(
         pytest.param("0.0000009", "0", id="outside_rounds_to_zero"),
     ],
 )
-def test_plan_at_lot_size_then_rounds_down_to_a_whole_lot(requested: str, planned: str) -> None:
+def test_plan_when_qty_is_around_one_lot_then_rounds_down_to_a_whole_lot(
+    requested: str, planned: str
+) -> None:
     assert build_context(qty(requested), limits=SHIPPED).plan.qty == Decimal(planned)
 
 
@@ -461,7 +464,9 @@ def _ledger_counts(ages: list[str]) -> tuple[int, Decimal]:
         pytest.param("60.001", False, id="outside"),
     ],
 )
-def test_ledger_at_the_window_and_ttl_then_counts_inclusively(age: str, counted: bool) -> None:
+def test_ledger_when_a_submit_is_around_the_window_and_ttl_then_counts_inclusively(
+    age: str, counted: bool
+) -> None:
     # Shipped: window 60 s and TTL 60 s, so one submit is counted by both or by neither.
     count, pending = _ledger_counts([age])
 
