@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -187,3 +187,31 @@ def test_report_when_errors_and_flips_then_share_over_re_decided_and_flip_order(
     assert extra["error_rows"] == [{"review_id": "r3", "error": "ValidationError"}]
     assert extra["policy_changed"] == 5
     assert (extra["served_submit"], extra["served_reject"]) == (1, 3)
+
+
+def test_check_replay_when_window_end_stored_naive_or_in_another_zone_then_same_instant() -> None:
+    """A replay window read back from a database without time zones is UTC; an aware end in
+    another zone is compared as the instant it names, never re-labelled as UTC."""
+    policy = PromotionPolicy(replay_lookback_days=7)
+    edge = NOW - timedelta(days=7)
+    naive_edge = rep(until=edge.replace(tzinfo=None))
+    naive_inside = rep(until=(edge + timedelta(seconds=1)).replace(tzinfo=None))
+    # 1 s inside the span, written in UTC-2: re-labelled as UTC it would look 2 h stale
+    zoned_inside = rep(
+        until=(edge + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-2)))
+    )
+    # 1 h before the span, written in UTC+2: re-labelled as UTC it would look 1 h inside
+    zoned_stale = rep(until=(edge - timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))))
+
+    stale = check_replay(naive_edge, policy, required=True, waived=True, now=NOW)
+    assert stale == [
+        "replay window ended 2026-11-13T12:00:00+00:00, before the last 7 days in which "
+        "reviews were served"
+    ]
+    assert check_replay(naive_inside, policy, required=True, waived=True, now=NOW) == []
+    assert check_replay(zoned_inside, policy, required=True, waived=True, now=NOW) == []
+    late = check_replay(zoned_stale, policy, required=True, waived=True, now=NOW)
+    assert late == [
+        "replay window ended 2026-11-13T13:00:00+02:00, before the last 7 days in which "
+        "reviews were served"
+    ]
