@@ -11,6 +11,7 @@ compares as "passes"). Decimals are written in plain notation (``plain``), never
 
 from __future__ import annotations
 
+import math
 from decimal import (
     ROUND_CEILING,
     ROUND_FLOOR,
@@ -94,3 +95,11 @@ def precision_step(original: Decimal) -> Decimal:
         significant -= 1
         exponent += 1
     return Decimal(1).scaleb(min(exponent, 0))
+
+
+def over_ratio(value: float, ratio: float, base: float) -> bool:
+    """``value > ratio * base``, where a value exactly at the ratio is at the bar, not over it:
+    ``1.15 * 100.0`` is ``114.99999999999999`` in binary floating point, so a plain ``>`` would
+    refuse 115 ms against a 1.15x bar on 100 ms."""
+    bar = ratio * base
+    return value > bar and not math.isclose(value, bar, rel_tol=1e-9, abs_tol=1e-12)

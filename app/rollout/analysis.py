@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.numbers import over_ratio
+
 
 class Decision(StrEnum):
     STEP = "step"
@@ -122,7 +124,7 @@ def decide(
         )
     gap = canary.p95_latency_ms - baseline.p95_latency_ms
     if (
-        canary.p95_latency_ms > t.max_latency_ratio * baseline.p95_latency_ms
+        over_ratio(canary.p95_latency_ms, t.max_latency_ratio, baseline.p95_latency_ms)
         and gap > t.latency_floor_ms
     ):
         hard.append(
@@ -135,7 +137,7 @@ def decide(
     if (
         canary.tokens_per_review is not None
         and baseline.tokens_per_review is not None
-        and canary.tokens_per_review > t.max_tokens_ratio * baseline.tokens_per_review
+        and over_ratio(canary.tokens_per_review, t.max_tokens_ratio, baseline.tokens_per_review)
     ):
         soft.append(
             f"tokens/review {canary.tokens_per_review:.1f} > {t.max_tokens_ratio}x baseline "

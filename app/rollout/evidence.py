@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.numbers import over_ratio
 from app.registry.promotion import PromotionPolicy, Scorecard
 from app.rollout.shadow import ShadowStats
 
@@ -53,7 +54,11 @@ def check_shadow(
             f"shadow fallback rate {stats.fallback_rate:.4f} > {promotion.max_fallback_rate}"
         )
     mine, served = stats.p95_llm_ms, stats.served_p95_llm_ms
-    if mine is not None and served is not None and mine > shadow.max_latency_ratio * served:
+    if (
+        mine is not None
+        and served is not None
+        and over_ratio(mine, shadow.max_latency_ratio, served)
+    ):
         out.append(
             f"shadow p95 LLM latency {mine:.1f} ms > {shadow.max_latency_ratio}x "
             f"served {served:.1f} ms"

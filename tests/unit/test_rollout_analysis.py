@@ -87,3 +87,27 @@ def test_soft_stops_hold() -> None:
 def test_p95_nearest_rank() -> None:
     assert p95([float(i) for i in range(1, 101)]) == 95.0
     assert p95([]) == 0.0
+
+
+def test_latency_at_exactly_the_ratio_when_decided_then_at_the_bar_not_over_it() -> None:
+    # 1.15 * 200 is 229.99999999999997 in binary floating point: 230 ms is at the bar.
+    at = decide(arm(100, ms=230.0), arm(100, ms=200.0), T, min_samples=50, last_step=False)
+    over = decide(arm(100, ms=230.5), arm(100, ms=200.0), T, min_samples=50, last_step=False)
+    assert at.decision is Decision.STEP, at.reasons
+    assert over.decision is Decision.ABORT and "p95 latency 230.5 ms > 1.15x" in over.reasons[0]
+
+
+def test_shadow_latency_at_exactly_the_ratio_when_checked_then_passes_and_above_fails() -> None:
+    from app.registry.promotion import PromotionPolicy
+    from app.rollout.evidence import ShadowPolicy, check_shadow
+    from app.rollout.shadow import ShadowStats
+
+    policy = ShadowPolicy(min_samples=10, max_disagreement=0.01, max_latency_ratio=1.15)
+
+    def stats(mine: float) -> ShadowStats:
+        return ShadowStats(100, 0.0, 1.0, 0.0, p95_llm_ms=mine, served_p95_llm_ms=100.0)
+
+    assert check_shadow(stats(115.0), policy, PromotionPolicy()) == []  # 1.15 * 100 = 114.99...
+    assert check_shadow(stats(115.1), policy, PromotionPolicy()) == [
+        "shadow p95 LLM latency 115.1 ms > 1.15x served 100.0 ms"
+    ]
