@@ -583,6 +583,10 @@ async def test_valid_streams_when_reviewed_in_a_row_then_one_connection_is_reuse
     engine = make_engine()
     for _ in range(3):
         assert (await review(engine)).verdict == "approve"
-    # The body is read to its end after [DONE], so the connection goes back to the pool.
+    # The body is read to its end after [DONE], so the connection goes back to the pool: the
+    # second and third reviews found it there (one connection for three reviews). Whether the
+    # LAST review's connection was also kept is timing (the terminator read is bounded at
+    # 250 ms, and a loaded runner may exceed it; then the connection is closed, never waited
+    # for), so at most that one disconnect is allowed.
     assert jangar_stub.connections_accepted == 1
-    assert jangar_stub.disconnects == 0
+    assert jangar_stub.disconnects <= 1
