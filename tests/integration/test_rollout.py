@@ -99,7 +99,11 @@ async def test_healthy_canary_graduates_step_by_step(sqlite_url: str, stub: Jang
             app, suffix="Be brief.", path=(ArtifactState.SHADOW,), now=clock()
         )
         await add_scorecard(app, candidate, clock())
-        r = await start(client, candidate, thresholds={"latency_floor_ms": 500})
+        # Latency here is real time while the windows are a fake clock: on a loaded runner one
+        # canary review took 1.5 s against a 7 ms baseline and aborted a healthy canary. This
+        # test is about stepping; the latency stop is decided in tests/unit/
+        # test_rollout_analysis.py (and the degraded test below stops on faults).
+        r = await start(client, candidate, thresholds={"latency_floor_ms": 60_000})
         assert r["weight_pct"] == 5 and r["state"] == "running"
         salt = (await client.get("/admin/rollouts/current", headers=ADMIN)).json()
         controller = app.state.rollout_controller
