@@ -207,3 +207,17 @@ def build_context(
         recent_orders_for_strategy=recent,
         current_position_qty=current_position_qty(request),
     )
+
+
+def case_context(case: Any) -> GateContext:
+    """The context of a table row (``Row`` in test_gates.py, ``Exact`` in test_gates_mutants.py):
+    its body tweaks, verdict, limits, desk state, then its context tweak if any."""
+    ctx = build_context(
+        *case.body,
+        verdict=case.verdict,
+        limits=make_limits(**case.limits),
+        state=case.state,
+        live=case.live,
+        recent=case.recent,
+    )
+    return case.ctx(ctx) if case.ctx is not None else ctx

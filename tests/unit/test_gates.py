@@ -32,6 +32,7 @@ from tests.support.gates import (
     Tweak,
     also_in_positions,
     build_context,
+    case_context,
     decided,
     drop,
     hold,
@@ -86,15 +87,7 @@ class Row:
         return f"{self.gate}_when_{self.when}_then_{'passes' if self.passes else 'fails'}"
 
     def context(self) -> GateContext:
-        ctx = build_context(
-            *self.body,
-            verdict=self.verdict,
-            limits=make_limits(**self.limits),
-            state=self.state,
-            live=self.live,
-            recent=self.recent,
-        )
-        return self.ctx(ctx) if self.ctx is not None else ctx
+        return case_context(self)
 
 
 G = GateCode

@@ -40,6 +40,7 @@ from tests.support.gates import (
     Tweak,
     also_in_positions,
     build_context,
+    case_context,
     decided,
     drop,
     hold,
@@ -75,15 +76,7 @@ class Exact:
         return f"{self.gate}_when_{self.when}"
 
     def context(self) -> GateContext:
-        ctx = build_context(
-            *self.body,
-            verdict=self.verdict,
-            limits=make_limits(**self.limits),
-            state=self.state,
-            live=self.live,
-            recent=self.recent,
-        )
-        return self.ctx(ctx) if self.ctx is not None else ctx
+        return case_context(self)
 
 
 def _ctx(**changes: Any) -> CtxTweak:
