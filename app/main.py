@@ -33,6 +33,7 @@ from app.review.budget import AnswerBudget
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
+from app.reviews.store import open_store
 from app.reviews.writer import ReviewWriter
 from app.rollout.shadow import ShadowRunner
 from app.settings import Settings, load_settings
@@ -159,9 +160,10 @@ def create_app(
             await http.aclose()
             await engine.dispose()
             raise PinRefused(problem)
-        writer = ReviewWriter(engine)
+        store = open_store(engine)  # the hot path's statements, on the drivers
+        writer = ReviewWriter(store)
         writer.start()
-        reader = PrecheckReader(engine)
+        reader = PrecheckReader(store)
         reader.start()
         shadow, shadow_http = _shadow_runner(settings, factory, live, policy, clock)
         app.state.pipeline = PipelineDeps(
@@ -230,6 +232,7 @@ def create_app(
             app.state.lane_figures.close()
             await reader.stop()
             await writer.stop()
+            await store.close()
             await http.aclose()
             await engine.dispose()
             tracing.shutdown()

@@ -1,20 +1,26 @@
 """Engine construction and the one commit/rollback boundary of the service.
 
 Repositories and services only ``execute``/``flush``; ``unit_of_work`` commits on success and
-rolls back on any exception. Nothing else in the code base calls ``commit``.
+rolls back on any exception. The review hot path (issue 12) commits through the drivers, here
+too: ``SqliteWorker.transaction`` (one sqlite3 connection on its own thread, a whole batch in
+one hop) and ``driver_transaction`` (a pooled asyncpg connection in a transaction). Nothing
+else in the code base calls ``commit``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+import sqlite3
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import event
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -25,9 +31,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from app.settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry | None) -> None:
     cursor = dbapi_conn.cursor()
     # WAL: readers never block the writer; synchronous=FULL keeps each commit durable.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -98,28 +105,142 @@ async def unit_of_work(factory: SessionFactory) -> AsyncGenerator[AsyncSession]:
             raise
 
 
+# --- the hot path on the drivers (issue 12) -------------------------------------------------
+# Errors leave these boundaries as SQLAlchemy's ``DBAPIError`` family, as if SQLAlchemy had
+# run the statement: callers tell "the database refused this row" (IntegrityError, DataError,
+# ProgrammingError) from "the database is unreachable" the same way on every path.
+
+
+class SqliteWorker:
+    """One sqlite3 connection owned by one thread. ``transaction`` runs a whole function
+    (``BEGIN IMMEDIATE`` .. ``COMMIT``) on that thread, so a batch costs one hop from the event
+    loop, not one per statement (aiosqlite hops per call). The connection has the engine's
+    pragmas (WAL, ``synchronous=FULL``, busy timeout). After an error that is not about a row
+    the connection is closed and the next call opens a new one."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` inside ``BEGIN IMMEDIATE`` (the database's write lock from the first
+        statement): committed if it returns, rolled back if it raises."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn, True)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in autocommit: each statement sees the last committed state."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._run, fn, False
+        )
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop)
+        self._executor.shutdown(wait=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self._path, timeout=5.0, isolation_level=None, check_same_thread=False
+            )
+            _sqlite_pragmas(conn, None)
+            self._conn = conn
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T], in_transaction: bool) -> T:
+        try:
+            conn = self._connect()
+            if not in_transaction:
+                return fn(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.commit()
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.rollback()
+                raise
+            return result
+        except sqlite3.Error as exc:
+            wrapped = sqlite_error(exc)
+            if not isinstance(wrapped, IntegrityError | DataError | ProgrammingError):
+                self._drop()
+            raise wrapped from exc
+
+
+def sqlite_error(exc: sqlite3.Error) -> BaseException:
+    """A sqlite3 error as SQLAlchemy would have raised it (by the error's class name)."""
+    return DBAPIError.instance(None, None, exc, sqlite3.Error)
+
+
+# PostgreSQL SQLSTATE classes that say "not this row": connection exception, insufficient
+# resources, operator intervention (incl. statement timeout), system error, internal error,
+# transaction rollback (serialization failure, deadlock).
+NOT_A_ROW_SQLSTATE = frozenset({"08", "53", "57", "58", "XX", "40"})
+_PG_CLASSES: dict[str, type[DBAPIError]] = {
+    "23": IntegrityError,
+    "22": DataError,
+    "42": ProgrammingError,
+}
+
+
+def pg_failure(exc: BaseException) -> DBAPIError | None:
+    """An asyncpg (or network) error as SQLAlchemy's family, ``connection_invalidated`` when the
+    connection must not be used again; None for an error that is not the database's."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] not in NOT_A_ROW_SQLSTATE:
+        # The server refused the statement (``orig.sqlstate`` stays readable).
+        return _PG_CLASSES.get(sqlstate[:2], DBAPIError)(None, None, exc)
+    driver = type(exc).__module__.startswith("asyncpg")  # without importing it on SQLite
+    if isinstance(sqlstate, str) or driver or isinstance(exc, OSError | TimeoutError):
+        return OperationalError(None, None, exc, connection_invalidated=True)
+    return None
+
+
 @asynccontextmanager
-async def core_transaction(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
-    """A Core connection in one transaction (hot-path batch writes): commits on success,
-    rolls back on error. The ORM's ``unit_of_work`` and this are the only commit points.
-
-    On SQLite the transaction opens with ``BEGIN IMMEDIATE``: the database's write lock is
-    held from the first statement, so a read-then-write (the reservation re-check) is
-    serialised with every other writer, other processes included, and SAVEPOINTs nest inside
-    it (pysqlite would otherwise open no transaction before a SELECT or a SAVEPOINT)."""
-    async with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        yield conn
-
-
-@asynccontextmanager
-async def driver_read(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
-    """A pooled connection for statements run on the driver itself (hot-path reads): nothing
-    goes through SQLAlchemy's execute, so no transaction is begun and the pool's return-reset
-    has nothing to roll back; both drivers run a lone statement in autocommit."""
+async def _driver(engine: AsyncEngine, in_transaction: bool) -> AsyncGenerator[Any]:
     async with engine.connect() as conn:
-        yield conn
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            if in_transaction:
+                async with driver.transaction():
+                    yield driver
+            else:
+                yield driver
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            failure = pg_failure(exc)
+            if failure is None:
+                raise
+            if failure.connection_invalidated:
+                await conn.invalidate(exc)  # the pool reconnects; never hands this one out
+            raise failure from exc
+
+
+@asynccontextmanager
+async def driver_transaction(engine: AsyncEngine) -> AsyncGenerator[Any]:
+    """A pooled asyncpg connection in a transaction, used on the driver itself: committed on
+    success, rolled back on error; nested ``transaction()`` blocks are SAVEPOINTs. A row's
+    refusal leaves the connection usable; a network, timeout or server-side connection error
+    invalidates it. The connection's ``command_timeout`` bounds every statement."""
+    async with _driver(engine, in_transaction=True) as driver:
+        yield driver
+
+
+@asynccontextmanager
+async def driver_read(engine: AsyncEngine) -> AsyncGenerator[Any]:
+    """A pooled asyncpg connection for statements in autocommit; errors as above."""
+    async with _driver(engine, in_transaction=False) as driver:
+        yield driver
 
 
 @asynccontextmanager

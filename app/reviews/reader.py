@@ -13,11 +13,8 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from app.db.session import driver_read
-from app.reviews import repository
 from app.reviews.batching import Batcher, fail, resolve
+from app.reviews.store import ReviewStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +26,8 @@ class _Ask:
 
 
 class PrecheckReader:
-    def __init__(self, engine: AsyncEngine, max_batch: int = 256) -> None:
-        self._engine = engine
+    def __init__(self, store: ReviewStore, max_batch: int = 256) -> None:
+        self._store = store
         self._batcher = Batcher[_Ask](self._answer, max_batch=max_batch, name="review-precheck")
 
     def start(self) -> None:
@@ -45,7 +42,7 @@ class PrecheckReader:
     async def check(self, key: str, strategy_id: str, since: datetime) -> tuple[bool, int]:
         """(key already reviewed, submits of the strategy since ``since``)."""
         if not self._batcher.running:
-            found, counts = await self._query([key], [strategy_id], since)
+            found, counts = await self._store.precheck([key], [strategy_id], since)
             return key in found, counts.get(strategy_id, 0)
         answer: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
         self._batcher.submit(_Ask(key, strategy_id, since, answer))
@@ -53,7 +50,7 @@ class PrecheckReader:
 
     async def _answer(self, batch: list[_Ask]) -> None:
         try:
-            found, counts = await self._query(
+            found, counts = await self._store.precheck(
                 sorted({a.key for a in batch}),
                 sorted({a.strategy_id for a in batch}),
                 min(a.since for a in batch),
@@ -64,9 +61,3 @@ class PrecheckReader:
             return
         for ask in batch:
             resolve(ask.answer, (ask.key in found, counts.get(ask.strategy_id, 0)))
-
-    async def _query(
-        self, keys: list[str], strategies: list[str], since: datetime
-    ) -> tuple[set[str], dict[str, int]]:
-        async with driver_read(self._engine) as conn:
-            return await repository.precheck_many_driver(conn, keys, strategies, since)

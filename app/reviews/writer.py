@@ -23,31 +23,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from app.db.session import core_transaction
 from app.observability import metrics
-from app.reviews import repository
 from app.reviews.batching import Batcher, fail, resolve
-from app.reviews.reservations import Ledger, Reservation
+from app.reviews.reservations import Reservation
+from app.reviews.store import ReviewStore, row_refused
 
 Row = dict[str, Any]
-
-# PostgreSQL SQLSTATE classes that say "not this row": connection exception, insufficient
-# resources, operator intervention (incl. statement timeout), system error, internal error,
-# transaction rollback (serialization failure, deadlock).
-_NOT_A_ROW = frozenset({"08", "53", "57", "58", "XX", "40"})
-
-
-def row_refused(exc: BaseException) -> bool:
-    """The database answered and refused the statement because of what a row holds."""
-    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
-        return False
-    if isinstance(exc, IntegrityError | DataError | ProgrammingError):
-        return True  # sqlite3's mapping; also asyncpg's integrity violations
-    sqlstate = getattr(exc.orig, "sqlstate", None)  # asyncpg: every server error carries one
-    return isinstance(sqlstate, str) and len(sqlstate) == 5 and sqlstate[:2] not in _NOT_A_ROW
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +39,8 @@ class _Item:
 
 
 class ReviewWriter:
-    def __init__(self, engine: AsyncEngine, max_batch: int = 128) -> None:
-        self._engine = engine
+    def __init__(self, store: ReviewStore, max_batch: int = 128) -> None:
+        self._store = store
         self._batcher = Batcher[_Item](self._commit, max_batch=max_batch, name="review-writer")
 
     def start(self) -> None:
@@ -84,12 +65,13 @@ class ReviewWriter:
         return await asyncio.shield(future)  # a cancelled caller must not cancel the commit
 
     async def _commit(self, batch: list[_Item]) -> None:
+        pending = [(item.row, item.reservation) for item in batch]
         try:
-            written = await self._write_batch(batch)
+            written = await self._store.write(pending)
         except Exception as exc:
             if len(batch) > 1 and row_refused(exc):
                 metrics.WRITE_ROWS_ISOLATED.inc()
-                await self._write_each(batch)
+                await self._write_each(batch, pending)
                 return
             for item in batch:
                 fail(item.future, exc)
@@ -97,57 +79,16 @@ class ReviewWriter:
         for item, row in zip(batch, written, strict=True):
             resolve(item.future, row)
 
-    async def _write_batch(self, batch: list[_Item]) -> list[Row]:
-        async with core_transaction(self._engine) as conn:
-            ledger = await self._ledger(conn, batch)
-            rows: list[Row] = []
-            for item in batch:
-                row = item.row
-                if item.reservation is not None:
-                    row = ledger.settle(row, item.reservation)
-                    ledger.record(row, item.reservation)
-                rows.append(row)
-            await repository.add_many(conn, rows)
-        return rows
-
-    async def _write_each(self, batch: list[_Item]) -> None:
+    async def _write_each(self, batch: list[_Item], pending: list[Any]) -> None:
         """The batch again, one SAVEPOINT per row: refused rows fail alone, the rest commit."""
-        written: list[tuple[_Item, Row]] = []
-        refused: list[tuple[_Item, BaseException]] = []
         try:
-            async with core_transaction(self._engine) as conn:
-                ledger = await self._ledger(conn, batch)
-                for item in batch:
-                    row = item.row
-                    if item.reservation is not None:
-                        row = ledger.settle(row, item.reservation)
-                    try:
-                        async with conn.begin_nested():
-                            await repository.add_many(conn, [row])
-                    except Exception as exc:
-                        if not row_refused(exc):
-                            raise
-                        refused.append((item, exc))
-                        continue
-                    if item.reservation is not None:
-                        ledger.record(row, item.reservation)
-                    written.append((item, row))
+            results = await self._store.write_each(pending)
         except Exception as exc:
             for item in batch:
                 fail(item.future, exc)
             return
-        for item, exc in refused:
-            fail(item.future, exc)
-        for item, row in written:
-            resolve(item.future, row)
-
-    async def _ledger(self, conn: AsyncConnection, batch: list[_Item]) -> Ledger:
-        ledger = Ledger()
-        reservations = [i.reservation for i in batch if i.reservation is not None]
-        if reservations:
-            strategies = sorted({r.strategy_id for r in reservations})
-            await repository.lock_strategies(conn, strategies)
-            ledger.load(
-                await repository.submitted_since(conn, strategies, Ledger.earliest(reservations))
-            )
-        return ledger
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                fail(item.future, result)
+            else:
+                resolve(item.future, result)
