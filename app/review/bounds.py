@@ -31,13 +31,22 @@ _KEY_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-def _where(path: list[str]) -> str:
-    return ".".join(path) or "body"
+# A node's path as a linked list (parent, key): pushing a child is one small tuple, not a copy
+# of its parent's path; the dotted path is spelled out only for the node that breaks a bound.
+_Path = tuple["_Path", object] | None
+
+
+def _where(path: _Path) -> str:
+    names: list[str] = []
+    while path is not None:
+        path, name = path
+        names.append(str(name))
+    return ".".join(reversed(names)) or "body"
 
 
 def document_problem(data: Any) -> tuple[str, str] | None:
     """``(path, problem)`` for the first bound ``data`` breaks, or ``None``."""
-    stack: list[tuple[Any, list[str], int]] = [(data, [], 1)]
+    stack: list[tuple[Any, _Path, int]] = [(data, None, 1)]
     nodes = 0
     while stack:
         node, path, depth = stack.pop()
@@ -56,14 +65,14 @@ def document_problem(data: Any) -> tuple[str, str] | None:
                     return _where(path), f"a key is longer than {MAX_KEY_CHARS} characters"
                 if _KEY_CONTROLS.search(name):
                     return _where(path), "a key contains a control character"
-                stack.append((value, [*path, name], depth + 1))
+                stack.append((value, (path, name), depth + 1))
         elif isinstance(node, list):
             items = cast(list[Any], node)
             if depth > MAX_DEPTH:
                 return _where(path), f"nested deeper than {MAX_DEPTH} levels"
             if len(items) > MAX_ARRAY_ITEMS:
                 return _where(path), f"more than {MAX_ARRAY_ITEMS} items"
-            stack.extend((value, [*path, str(i)], depth + 1) for i, value in enumerate(items))
+            stack.extend((value, (path, i), depth + 1) for i, value in enumerate(items))
         elif isinstance(node, str):
             if len(node) > MAX_STRING_CHARS:
                 return _where(path), f"string longer than {MAX_STRING_CHARS} characters"
