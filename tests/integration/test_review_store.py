@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,11 +22,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import ReviewRow
-from app.db.session import create_engine, create_session_factory, read_only
+from app.db.session import SqliteWorker, create_engine, create_session_factory, read_only
 from app.reviews.reservations import Reservation
 from app.reviews.store import ReviewStore, open_store
 from tests.conftest import make_settings, truncate
@@ -232,3 +233,30 @@ async def test_postgres_connection_killed_when_used_then_dbapi_error_then_recove
     finally:
         await store.close()
         await engine.dispose()
+
+
+async def test_sqlite_worker_when_connected_then_durable_pragmas_and_write_lock(
+    sqlite_url: str,
+) -> None:
+    # Durability is not traded for speed: the hot path's own connections run with the engine's
+    # pragmas (WAL, synchronous=FULL, busy timeout), and a write transaction holds the write
+    # lock from its first statement (BEGIN IMMEDIATE), so a second writer waits for it.
+    path = sqlite_url.split(":///", 1)[1]
+    worker = SqliteWorker(path, "test-pragmas")
+    try:
+        got = await worker.read(
+            lambda conn: tuple(
+                conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            )
+        )
+        assert got == ("wal", 2, 5000, 1)  # synchronous 2 = FULL
+        with pytest.raises(OperationalError) as refused:
+            await worker.transaction(
+                lambda conn: sqlite3.connect(path, timeout=0).execute("BEGIN IMMEDIATE")
+            )
+        assert "locked" in str(refused.value.orig)
+        # The worker's connection was dropped and reopens: it still answers.
+        assert await worker.read(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+    finally:
+        await worker.close()
