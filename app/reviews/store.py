@@ -189,14 +189,15 @@ def _submitted_sqlite(n_strategies: int) -> str:
 
 
 class SqliteReviewStore:
-    """Reads on one connection and thread, writes on another (WAL: a read never waits for
-    the writer's fsync). The write transaction opens with ``BEGIN IMMEDIATE``: the database's
-    single write lock is held from the reservation read to the commit, against every other
-    writer, other processes included."""
+    """Reads on their own connection, run on the event loop (a WAL read never waits for the
+    writer and costs less than a thread hop); writes on another connection on their own thread
+    (the commit's fsync must not stall the loop). The write transaction opens with
+    ``BEGIN IMMEDIATE``: the database's single write lock is held from the reservation read to
+    the commit, against every other writer, other processes included."""
 
     def __init__(self, path: str, dialect: Dialect) -> None:
         self._binder = _Binder(dialect)
-        self._reader = SqliteWorker(path, "review-read")
+        self._reader = SqliteWorker(path, "review-read", inline=True)
         self._writer = SqliteWorker(path, "review-write")
 
     async def precheck(

@@ -181,6 +181,9 @@ def run(ctx: Context) -> dict[str, Any]:
         "LLM_DSPY_TIMEOUT_SECONDS": str(cfg.storm_deadline),
         "BULKHEAD_MAX_CONCURRENT": "512",
         "BREAKER_MIN_CALLS": "100000",
+        # The post-promotion watch would roll the hanging artifact back after the first storm
+        # (its job), and every later storm would then measure the heuristic path.
+        "ROLLOUT_CONTROLLER_ENABLED": "false",
         "PROBE_PORT": str(probe_port),
         "PROBE_HOST": "127.0.0.1",
     }

@@ -258,5 +258,13 @@ async def test_sqlite_worker_when_connected_then_durable_pragmas_and_write_lock(
         assert "locked" in str(refused.value.orig)
         # The worker's connection was dropped and reopens: it still answers.
         assert await worker.read(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+        # The precheck's reader runs on the event loop: a read that cannot start gives up
+        # after 100 ms instead of stalling the loop for the writers' 5 s, and it never writes.
+        reader = SqliteWorker(path, "test-inline", inline=True)
+        pragma = await reader.read(lambda conn: conn.execute("PRAGMA busy_timeout").fetchone())
+        assert pragma == (100,)
+        with pytest.raises(RuntimeError):
+            await reader.transaction(lambda conn: None)
+        await reader.close()
     finally:
         await worker.close()
