@@ -77,6 +77,7 @@ class Config:
     storm_requests: int
     storm_deadline: float
     storm_runs: int
+    storm_bulkhead: int
     cold_starts: int
     memory_reviews: int
     memory_phases: int
@@ -107,6 +108,9 @@ class Config:
             storm_requests=max(1, _env_int("BENCH_STORM_REQUESTS", 256)),
             storm_deadline=_env_float("BENCH_STORM_DEADLINE", 1.0),
             storm_runs=max(1, _env_int("BENCH_STORM_RUNS", 3)),
+            # 512: every review of the storm calls Jangar (the worst case); the shipped
+            # default (64) sends the rest straight to the heuristic (`bulkhead_full`).
+            storm_bulkhead=max(1, _env_int("BENCH_STORM_BULKHEAD", 512)),
             cold_starts=max(1, _env_int("BENCH_COLD_STARTS", 5)),
             memory_reviews=max(100, _env_int("BENCH_MEMORY_REVIEWS", 10_000)),
             memory_phases=max(2, _env_int("BENCH_MEMORY_PHASES", 3)),

@@ -458,7 +458,9 @@ METHOD = """## Method
   Lua `response()` callback; at 1 connection the Lua clock also gives each request's own
   end-to-end latency, so e2e minus the LLM step is exact per request.
 - **Deadline storm**: stub `hang`, `LLM_DSPY_TIMEOUT_SECONDS=1.0`,
-  `BULKHEAD_MAX_CONCURRENT=512`, `BREAKER_MIN_CALLS=100000`; one warm-up review, then 256
+  `BULKHEAD_MAX_CONCURRENT=512` (`BENCH_STORM_BULKHEAD`; the shipped default is 64),
+  `BREAKER_MIN_CALLS=100000`, `ROLLOUT_CONTROLLER_ENABLED=false` (else the post-promotion
+  watch rolls the hanging artifact back after the first storm); one warm-up review, then 256
   distinct reviews sent at once by an asyncio (uvloop) raw-HTTP driver (`bench/storm.py`, one
   pre-opened connection each; not wrk: a one-shot burst where each answer's latency counts);
   `/healthz` probed every 10 ms by a separate process.

@@ -179,7 +179,7 @@ def run(ctx: Context) -> dict[str, Any]:
     probe_port = free_port()
     extra = {
         "LLM_DSPY_TIMEOUT_SECONDS": str(cfg.storm_deadline),
-        "BULKHEAD_MAX_CONCURRENT": "512",
+        "BULKHEAD_MAX_CONCURRENT": str(cfg.storm_bulkhead),
         "BREAKER_MIN_CALLS": "100000",
         # The post-promotion watch would roll the hanging artifact back after the first storm
         # (its job), and every later storm would then measure the heuristic path.
