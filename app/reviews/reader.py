@@ -1,5 +1,9 @@
 """Group read: the hot-path precheck of concurrent reviews shares one statement.
 
+(PostgreSQL. On SQLite the precheck is a read on the event loop's own thread, microseconds
+long: each review asks it directly, because waiting for a batch costs a turn of the loop,
+which in a burst of hundreds of reviews was hundreds of milliseconds.)
+
 Every review asks two things before it is decided: was its idempotency key already answered,
 and how many orders has its strategy submitted within the rate window. Under load these
 arrive together, so one reader task answers all pending ones with a single query (keys
@@ -41,7 +45,7 @@ class PrecheckReader:
 
     async def check(self, key: str, strategy_id: str, since: datetime) -> tuple[bool, int]:
         """(key already reviewed, submits of the strategy since ``since``)."""
-        if not self._batcher.running:
+        if self._store.inline_reads or not self._batcher.running:
             found, counts = await self._store.precheck([key], [strategy_id], since)
             return key in found, counts.get(strategy_id, 0)
         answer: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()

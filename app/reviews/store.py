@@ -55,6 +55,10 @@ def row_refused(exc: BaseException) -> bool:
 
 
 class ReviewStore(Protocol):
+    # True when ``precheck`` answers without leaving the event loop (SQLite): batching it
+    # would only add a turn of the loop, which under a burst is the longest wait of all.
+    inline_reads: bool
+
     async def precheck(
         self, keys: list[str], strategies: list[str], since: datetime
     ) -> tuple[set[str], dict[str, int]]:
@@ -195,6 +199,8 @@ class SqliteReviewStore:
     ``BEGIN IMMEDIATE``: the database's single write lock is held from the reservation read to
     the commit, against every other writer, other processes included."""
 
+    inline_reads = True
+
     def __init__(self, path: str, dialect: Dialect) -> None:
         self._binder = _Binder(dialect)
         self._reader = SqliteWorker(path, "review-read", inline=True)
@@ -293,6 +299,8 @@ _SUBMITTED_PG = (
 class PostgresReviewStore:
     """asyncpg on a connection from SQLAlchemy's pool (the pool's JSON codecs, timeouts and
     invalidation apply); asyncpg prepares and caches each statement per connection."""
+
+    inline_reads = False
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
