@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvloop
 
 from bench.harness import (
@@ -133,7 +134,9 @@ async def _run(args: argparse.Namespace, stub_url: str, stub_pid: int) -> dict[s
     ) as client:
         executor = LiveExecutor(settings, client)
         executor.prepare(artifact)
-        predictor = executor._programs[artifact.artifact_hash][0].review  # pyright: ignore[reportPrivateUsage]
+        entry = executor._programs[artifact.artifact_hash]  # pyright: ignore[reportPrivateUsage]
+        # (program, ReviewCall) since the direct call; the program alone before it.
+        predictor = (entry[0] if isinstance(entry, tuple) else entry).review
         adapter = executor._adapter  # pyright: ignore[reportPrivateUsage]
         engine = executor._lm._async_engine_spec  # pyright: ignore[reportPrivateUsage]
         signature, demos = predictor.signature, predictor.demos
@@ -148,7 +151,7 @@ async def _run(args: argparse.Namespace, stub_url: str, stub_pid: int) -> dict[s
         lm_request = lm15.Request(model=settings.llm_model, messages=turns, system=system)
         completion = chat_adapter_content(DEFAULT_ANSWER)
         fields = dict(adapter.parse(signature, completion))
-        raw_body = json.dumps(
+        raw_body = orjson.dumps(
             {
                 "model": settings.llm_model,
                 "messages": messages,
@@ -156,7 +159,7 @@ async def _run(args: argparse.Namespace, stub_url: str, stub_pid: int) -> dict[s
                 "stream_options": {"include_usage": True, "include_plan": False},
                 "max_completion_tokens": settings.llm_max_completion_tokens,
             }
-        ).encode()
+        )
         url = engine._url  # pyright: ignore[reportPrivateUsage]
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
 
@@ -171,12 +174,8 @@ async def _run(args: argparse.Namespace, stub_url: str, stub_pid: int) -> dict[s
 
         async def raw_http() -> object:
             async with client.stream("POST", url, content=raw_body, headers=headers) as resp:
-                lines = resp.aiter_lines()
-                async for line in lines:
-                    if line == "data: [DONE]":
-                        break
-                async for _ in lines:  # the chunked terminator: the connection stays pooled
-                    break
+                async for _ in resp.aiter_lines():  # to the body's end: the connection is reused
+                    pass
             return None
 
         async def format_() -> object:

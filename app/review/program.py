@@ -8,6 +8,7 @@ is re-validated against ``ReviewVerdict`` so dspy's loose typing stops here.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -157,6 +158,13 @@ class ReviewAdapter(dspy.ChatAdapter):
     def __init__(self) -> None:
         super().__init__(use_json_adapter_fallback=False)
         self._system_messages: dict[tuple[Any, ...], str] = {}
+        # The user message's closing reminder of the output fields: also signature-only text,
+        # rebuilt by DSPy on every call (~45 us). Keyed by the signature class itself (DSPy
+        # signatures are immutable: load_state, with_instructions... return new classes), so
+        # a lookup costs no key building and an unloaded artifact's entry goes with its class.
+        self._requirements: weakref.WeakKeyDictionary[type[dspy.Signature], str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         key = (
@@ -173,6 +181,14 @@ class ReviewAdapter(dspy.ChatAdapter):
                 self._system_messages.pop(next(iter(self._system_messages)))
             self._system_messages[key] = cached
         return cached
+
+    def user_message_output_requirements(self, signature: type[dspy.Signature]) -> str:
+        try:
+            return self._requirements[signature]
+        except KeyError:
+            text: str = super().user_message_output_requirements(signature)
+            self._requirements[signature] = text
+            return text
 
 
 @dataclass(frozen=True, slots=True)
