@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.live_cpu                      # 400 calls x 3 rounds per segment
     .venv/bin/python -m bench.live_cpu --calls 1000 --rounds 5 --demos 4
+    .venv/bin/python -m bench.live_cpu --baseline 166b4ae   # before/after: that revision vs this tree
 
 The service's ``X-Review-Overhead-Ms`` is noisy (it includes the database write and the HTTP
 server); this drives the real ``LiveExecutor`` in-process against the Jangar stub (``python -m
@@ -13,7 +14,7 @@ step on its own, on uvloop as the service runs:
 - ``exchange``: the Jangar engine's ``complete`` on a ready ``lm15.Request`` (body build, httpx,
   the stub, SSE parsing), i.e. the HTTP exchange with no DSPy around it;
 - ``raw_http``: the same request as pre-built bytes through the same ``httpx.AsyncClient``,
-  lines read to ``[DONE]`` (the floor for httpx + stub);
+  every line read (the floor for httpx + stub);
 - ``format`` / ``parse``: the review adapter's ``format`` (messages) and ``parse`` (the stub's
   completion), ``inputs`` / ``verdict``: ``program_inputs`` and ``to_verdict``.
 
@@ -22,14 +23,21 @@ p50/p99 of a call and the process CPU per call (``time.process_time``: every thr
 process, so DSPy's worker-thread hops count). The stub's own CPU per review is read from /proc.
 Rounds alternate the segments so machine noise hits them alike; medians over rounds are
 reported. Writes ``bench/results/live_cpu.json`` (or ``--out``) and prints a markdown table.
+
+``--baseline REV`` exports that revision (``git archive``) to ``var/bench/live_cpu-<sha>/``,
+copies this script into it, and runs it and this tree alternately (``--pairs`` each, every run
+its own process and its own stub from its own tree); prints both sides' medians and writes
+``bench/results/live_cpu_compare.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -43,6 +51,7 @@ import uvloop
 from bench.harness import (
     RESULTS_DIR,
     ROOT,
+    WORK,
     log,
     pct,
     proc_cpu_s,
@@ -252,13 +261,94 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+# ----------------------------------------------------------------------------- before/after
+
+_FIGURES = (
+    ("review", "wall_p50_ms", "LLM step wall p50 ms"),
+    ("review", "wall_p99_ms", "LLM step wall p99 ms"),
+    ("review", "cpu_per_call_ms", "LLM step CPU per call ms"),
+    ("exchange", "cpu_per_call_ms", "exchange CPU per call ms"),
+    ("raw_http", "cpu_per_call_ms", "raw httpx CPU per call ms"),
+    ("format", "cpu_per_call_ms", "format CPU per call ms"),
+    ("parse", "cpu_per_call_ms", "parse CPU per call ms"),
+    ("stub_cpu_per_review_ms", None, "stub CPU per review ms"),
+)
+
+
+def _baseline_tree(rev: str) -> Path:
+    """The code at ``rev`` (``git archive``) under var/bench, with this script copied in."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = WORK / f"live_cpu-{sha}"
+    if not (tree / "app").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    shutil.copy(Path(__file__), tree / "bench" / "live_cpu.py")
+    return tree
+
+
+def compare(args: argparse.Namespace) -> None:
+    """This tree and ``--baseline`` alternately (``--pairs`` times), each its own process and
+    its own stub; medians per side."""
+    sides = {"before": _baseline_tree(args.baseline), "after": ROOT}
+    results: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for pair in range(args.pairs):
+        for side, tree in sides.items():
+            out = WORK / f"live_cpu-{side}-{pair}.json"
+            argv = [sys.executable, "-m", "bench.live_cpu", "--out", str(out)]
+            argv += ["--calls", str(args.calls), "--rounds", str(args.rounds)]
+            argv += ["--demos", str(args.demos)]
+            log(f"pair {pair + 1}/{args.pairs}: {side} ({tree})")
+            subprocess.run(argv, cwd=tree, check=True, stdout=subprocess.DEVNULL)
+            results[side].append(json.loads(out.read_text()))
+    rows = [
+        f"before: `{results['before'][0]['code']}`; after: `{results['after'][0]['code']}`",
+        f"(demos {args.demos}; {args.pairs} alternating pairs of {args.calls} calls x "
+        f"{args.rounds} rounds per segment; medians of the runs)",
+        "",
+        "| figure | before | after | runs before | runs after |",
+        "|---|---:|---:|---|---|",
+    ]
+    summary: dict[str, Any] = {"baseline": args.baseline, "demos": args.demos, "figures": {}}
+    for segment, key, label in _FIGURES:
+        per_side: dict[str, list[float]] = {}
+        for side, runs in results.items():
+            values = [r[segment] if key is None else r[segment][key] for r in runs]
+            per_side[side] = [float(v) for v in values if v is not None]
+        before = rnd(statistics.median(per_side["before"]))
+        after = rnd(statistics.median(per_side["after"]))
+        summary["figures"][label] = {"before": per_side["before"], "after": per_side["after"]}
+        rows.append(
+            f"| {label} | {before} | {after} | {per_side['before']} | {per_side['after']} |"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n".join(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.live_cpu", description=__doc__)
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--demos", type=int, default=0, help="labelled demos in the artifact")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "live_cpu.json")
+    parser.add_argument(
+        "--baseline", help="a git revision: run it and this tree alternately, print both"
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="with --baseline: runs per side")
     args = parser.parse_args()
+    if args.baseline:
+        if args.out == RESULTS_DIR / "live_cpu.json":
+            args.out = RESULTS_DIR / "live_cpu_compare.json"
+        compare(args)
+        return
     with running(start_stub("valid")) as stub:
         log(f"stub on {stub.url}; {args.calls} calls x {args.rounds} rounds per segment")
         result = uvloop.run(_run(args, stub.url, stub.proc.pid))
