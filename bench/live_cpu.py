@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.live_cpu                      # 400 calls x 3 rounds per segment
     .venv/bin/python -m bench.live_cpu --calls 1000 --rounds 5 --demos 4
-    .venv/bin/python -m bench.live_cpu --baseline 166b4ae   # before/after: that revision vs this tree
+    .venv/bin/python -m bench.live_cpu --baseline 166b4ae   # that revision vs this tree
 
 The service's ``X-Review-Overhead-Ms`` is noisy (it includes the database write and the HTTP
 server); this drives the real ``LiveExecutor`` in-process against the Jangar stub (``python -m
