@@ -223,6 +223,8 @@ async def _run(args: argparse.Namespace, stub_url: str, stub_pid: int) -> dict[s
 
 
 def _revision() -> str:
+    if not (ROOT / ".git").exists():  # an exported baseline tree (its caller labels it)
+        return "exported tree"
     try:
         return subprocess.run(
             ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
@@ -309,7 +311,7 @@ def compare(args: argparse.Namespace) -> None:
             subprocess.run(argv, cwd=tree, check=True, stdout=subprocess.DEVNULL)
             results[side].append(json.loads(out.read_text()))
     rows = [
-        f"before: `{results['before'][0]['code']}`; after: `{results['after'][0]['code']}`",
+        f"before: `{args.baseline}` (git archive); after: `{results['after'][0]['code']}`",
         f"(demos {args.demos}; {args.pairs} alternating pairs of {args.calls} calls x "
         f"{args.rounds} rounds per segment; medians of the runs)",
         "",
@@ -344,6 +346,7 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=3, help="with --baseline: runs per side")
     args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)  # the stub's log goes there
     if args.baseline:
         if args.out == RESULTS_DIR / "live_cpu.json":
             args.out = RESULTS_DIR / "live_cpu_compare.json"
