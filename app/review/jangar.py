@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 import dspy  # pyright: ignore[reportMissingTypeStubs]
 import httpx
+import orjson
 from dspy import lm15  # pyright: ignore[reportMissingTypeStubs]
 
 from app.review.jangar_url import normalize_base_url
@@ -25,7 +26,7 @@ from app.review.jangar_url import normalize_base_url
 if TYPE_CHECKING:
     from dspy._vendor.lm15.types import StreamEvent
 
-__all__ = ["JangarEngine", "build_lm", "call_headers", "normalize_base_url"]
+__all__ = ["JangarEngine", "JangarReply", "build_lm", "call_headers", "normalize_base_url"]
 
 PROVIDER: Final = "jangar"
 
@@ -54,6 +55,11 @@ _FORWARDED_CONFIG: Final = frozenset({"temperature", "max_tokens", "response_for
 # DSPy's name for the limit -> the wire name; the smaller of it and the engine's limit goes out.
 _TOKEN_LIMIT: Final = "max_completion_tokens"  # noqa: S105 (a field name)
 _ROLES: Final = frozenset({"user", "assistant", "developer"})
+_STREAM_FIELDS: Final[Mapping[str, Any]] = {
+    "stream": True,
+    # include_plan=false: otherwise Jangar mixes planning text into the content channel.
+    "stream_options": {"include_usage": True, "include_plan": False},
+}
 
 
 class JangarEngine:
@@ -92,21 +98,45 @@ class JangarEngine:
         return f"JangarEngine(url={self._url!r}, model={self._model!r})"
 
     async def complete(self, request: lm15.Request) -> lm15.Response:
-        body = self._body(request)
+        reply = await self._exchange(self._body(request))
+        return reply.response(self._model)
+
+    async def complete_messages(self, messages: Sequence[Mapping[str, str]]) -> JangarReply:
+        """One exchange for chat messages that are already formatted (role + text each).
+
+        The serving path's entry (``app.review.live``): the same wire body ``complete`` sends
+        for a ``Request`` of these messages and no config knobs, without DSPy's request/response
+        objects around it. Raises the same ``lm15`` errors, and ``ProviderError`` for a blank
+        completion as ``complete`` does.
+        """
+        body: dict[str, Any] = {
+            "model": self._model,
+            "messages": messages,
+            **_STREAM_FIELDS,
+        }
+        if self._max_completion_tokens is not None:
+            body[_TOKEN_LIMIT] = self._max_completion_tokens
+        reply = await self._exchange(body)
+        reply.check()
+        return reply
+
+    async def _exchange(self, body: Mapping[str, Any]) -> JangarReply:
+        content = orjson.dumps(body)
         headers = self._headers()
         try:
             # The stream context is what makes cancellation (the caller's deadline) close the
             # socket at once instead of leaving a half-read reply in the pool.
-            async with self._client.stream("POST", self._url, json=body, headers=headers) as resp:
+            async with self._client.stream(
+                "POST", self._url, content=content, headers=headers
+            ) as resp:
                 if resp.status_code >= 300:
                     await _raise_for_status(resp)
                 content_type = resp.headers.get("content-type", "").split(";", 1)[0].strip()
                 if content_type == "application/json":
-                    reply = _parse_completion(await resp.aread())
-                elif content_type == "text/event-stream":
-                    reply = await _read_sse(resp)
-                else:
-                    raise _provider_error(f"unexpected content-type {content_type!r}", resp)
+                    return _parse_completion(await resp.aread())
+                if content_type == "text/event-stream":
+                    return await _read_sse(resp)
+                raise _provider_error(f"unexpected content-type {content_type!r}", resp)
         except httpx.TimeoutException as exc:
             raise lm15.TimeoutError(
                 f"Jangar timed out ({type(exc).__name__})", provider=PROVIDER
@@ -120,7 +150,6 @@ class JangarEngine:
             raise lm15.TransportError(
                 f"Jangar connection failed ({reason})", provider=PROVIDER
             ) from exc
-        return reply.response(self._model)
 
     async def stream(self, request: lm15.Request) -> AsyncIterator[StreamEvent]:
         # DSPy streams only under dspy.streamify; replaying the finished reply keeps one code
@@ -162,13 +191,7 @@ class JangarEngine:
                     provider=PROVIDER,
                 )
             messages.append({"role": message.role, "content": text})
-        body: dict[str, Any] = {
-            "model": self._model,
-            "messages": messages,
-            "stream": True,
-            # include_plan=false: otherwise Jangar mixes planning text into the content channel.
-            "stream_options": {"include_usage": True, "include_plan": False},
-        }
+        body: dict[str, Any] = {"model": self._model, "messages": messages, **_STREAM_FIELDS}
         config = request.config
         for knob in fields(config):
             value = getattr(config, knob.name)
@@ -230,7 +253,9 @@ def build_lm(engine: JangarEngine, model: str) -> dspy.LM:
 
 
 @dataclass(slots=True)
-class _Reply:
+class JangarReply:
+    """One completion as read off the wire (``content`` ends at the adapter's end marker)."""
+
     id: str | None = None
     model: str | None = None
     content: str = ""
@@ -239,9 +264,16 @@ class _Reply:
     completed: bool = False  # the adapter's end marker has arrived
     overrun: bool = False  # text kept coming after it
 
-    def response(self, fallback_model: str) -> lm15.Response:
+    def check(self) -> None:
         if not self.content.strip():
             raise lm15.ProviderError("Jangar returned an empty completion", provider=PROVIDER)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+    def response(self, fallback_model: str) -> lm15.Response:
+        self.check()
         # "length" is kept so DSPy can report truncation; anything else is a normal stop.
         finish = "length" if self.finish_reason == "length" else "stop"
         return lm15.Response(
@@ -280,8 +312,8 @@ class _Reply:
             self.completed = True
 
 
-async def _read_sse(resp: httpx.Response) -> _Reply:
-    reply = _Reply()
+async def _read_sse(resp: httpx.Response) -> JangarReply:
+    reply = JangarReply()
     data: list[str] = []
     done = False
     after_marker = 0
@@ -324,7 +356,7 @@ async def _read_sse(resp: httpx.Response) -> _Reply:
     return reply
 
 
-def _sse_event(reply: _Reply, data: str) -> bool:
+def _sse_event(reply: JangarReply, data: str) -> bool:
     """Fold one SSE ``data`` payload into ``reply``; True when it is the ``[DONE]`` sentinel."""
     if data.strip() == "[DONE]":
         return True
@@ -346,10 +378,10 @@ def _sse_event(reply: _Reply, data: str) -> bool:
     return False
 
 
-def _parse_completion(raw: bytes) -> _Reply:
+def _parse_completion(raw: bytes) -> JangarReply:
     obj = _json_object(raw, what="JSON body")
     _raise_error_frame(obj)
-    reply = _Reply()
+    reply = JangarReply()
     reply.absorb_meta(obj)
     choices = obj.get("choices")
     first = cast(list[object], choices)[0] if isinstance(choices, list) and choices else None

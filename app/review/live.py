@@ -22,6 +22,8 @@ from typing import Any
 
 import dspy  # pyright: ignore[reportMissingTypeStubs]
 import httpx
+from dspy import lm15  # pyright: ignore[reportMissingTypeStubs]
+from dspy.clients.errors import error_boundary  # pyright: ignore[reportMissingTypeStubs]
 from dspy.utils.exceptions import (  # pyright: ignore[reportMissingTypeStubs]
     AdapterParseError,
     LMAuthError,
@@ -41,11 +43,13 @@ from app.review.jangar import JangarEngine, build_lm, call_headers
 from app.review.jangar_url import normalize_base_url
 from app.review.program import (
     ReviewAdapter,
+    ReviewCall,
     TradeReviewProgram,
     install_type_adapter_cache,
     new_program,
     prediction_fields,
     program_inputs,
+    review_call,
 )
 from app.review.resilience import BreakerState, Bulkhead, CircuitBreaker
 from app.review.schemas import ReviewRequest, ReviewVerdict
@@ -153,13 +157,18 @@ class LiveExecutor:
             settings.jangar_extra_headers,
             max_completion_tokens=settings.llm_max_completion_tokens,
         )
+        self._engine = engine
         self._lm = build_lm(engine, settings.llm_model)
         # Pinned adapter; its silent second call through JSONAdapter is switched off.
         self._adapter = ReviewAdapter()
         install_type_adapter_cache()
         self._deadline = settings.llm_dspy_timeout_seconds
         self._reserve_per_call = settings.llm_answer_reserve_ms / 1000
-        self._programs: OrderedDict[str, TradeReviewProgram] = OrderedDict()
+        # Per artifact: its program, and the program's call prepared for the direct path (None:
+        # the program runs through ``program.acall``, see ``ReviewCall``).
+        self._programs: OrderedDict[str, tuple[TradeReviewProgram, ReviewCall | None]] = (
+            OrderedDict()
+        )
         self.breaker = CircuitBreaker(
             window_seconds=settings.breaker_window_seconds,
             min_calls=settings.breaker_min_calls,
@@ -178,7 +187,8 @@ class LiveExecutor:
         state = artifact.program_state.get("dspy")
         if state is not None and not isinstance(state, dict):
             raise ValueError("program_state.dspy must be an object")
-        self._programs[artifact.artifact_hash] = new_program(state)  # pyright: ignore[reportUnknownArgumentType]
+        program = new_program(state)  # pyright: ignore[reportUnknownArgumentType]
+        self._programs[artifact.artifact_hash] = (program, review_call(program, self._adapter))
         while len(self._programs) > 4:  # active + canary + shadow + one being replaced
             self._programs.popitem(last=False)
 
@@ -235,15 +245,17 @@ class LiveExecutor:
         token = call_headers.set(outgoing_headers(trace_headers))
         finished = False
         try:
-            program = self._programs[artifact.artifact_hash]
+            program, call = self._programs[artifact.artifact_hash]
             if llm_deadline is None:
                 llm_deadline = asyncio.get_running_loop().time() + self._deadline
             async with asyncio.timeout_at(llm_deadline - self._stagger()):
-                with dspy.context(
-                    lm=self._lm, adapter=self._adapter, disable_history=True, track_usage=True
-                ):
-                    prediction = await program.acall(**program_inputs(request))
-            verdict = to_verdict(prediction_fields(prediction))
+                inputs = program_inputs(request)
+                messages = call.messages(inputs) if call is not None else None
+                if call is not None and messages is not None:
+                    fields, (prompt, completion) = await self._direct(call, messages)
+                else:
+                    fields, (prompt, completion) = await self._through_dspy(program, inputs)
+            verdict = to_verdict(fields)
         except Exception as exc:  # the LLM path never fails a review: it falls back
             outcome = classify(exc)
             elapsed = time.perf_counter() - start
@@ -267,12 +279,33 @@ class LiveExecutor:
                 self.breaker.release_probe()
         elapsed = time.perf_counter() - start
         self._finish(CallOutcome.OK, elapsed, probe=probe)
-        prompt, completion = _usage(prediction)
         if prompt is not None:
             metrics.JANGAR_TOKENS.labels("prompt").inc(prompt)
         if completion is not None:
             metrics.JANGAR_TOKENS.labels("completion").inc(completion)
         return LiveResult(CallOutcome.OK, verdict, round(elapsed * 1000, 3), prompt, completion)
+
+    async def _direct(
+        self, call: ReviewCall, messages: list[dict[str, str]]
+    ) -> tuple[dict[str, Any], tuple[int | None, int | None]]:
+        """The program's one LM call without DSPy's module/LM machinery (see ``ReviewCall``).
+
+        Engine failures are projected by DSPy's own error boundary, as ``dspy.LM`` does, so
+        the caller sees the same exceptions either way."""
+        with error_boundary(self._lm.model, unexpected=True):
+            reply = await self._engine.complete_messages(messages)
+        if reply.truncated:
+            event("jangar.truncated", logging.WARNING, completion_chars=len(reply.content))
+        return call.parse(reply.content), _reply_usage(reply.usage)
+
+    async def _through_dspy(
+        self, program: TradeReviewProgram, inputs: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[int | None, int | None]]:
+        with dspy.context(
+            lm=self._lm, adapter=self._adapter, disable_history=True, track_usage=True
+        ):
+            prediction = await program.acall(**inputs)
+        return prediction_fields(prediction), _usage(prediction)
 
     def _stagger(self) -> float:
         """How much earlier than its deadline this call ends. When many calls are in flight
@@ -300,6 +333,17 @@ def _breaker_changed(state: BreakerState) -> None:
     for s in BreakerState:
         metrics.BREAKER_STATE.labels(s.value).set(1 if s is state else 0)
     event("jangar.breaker", state=state.value)
+
+
+def _reply_usage(usage: lm15.Usage | None) -> tuple[int | None, int | None]:
+    """Prompt/completion tokens as DSPy's usage tracker reports them for the same reply:
+    nothing when no count arrived, a missing count as 0 beside one that did."""
+    if usage is None:
+        return None, None
+    counts = (usage.input_tokens, usage.output_tokens, usage.total_tokens)
+    if all(count is None for count in counts):
+        return None, None
+    return usage.input_tokens or 0, usage.output_tokens or 0
 
 
 def _usage(prediction: Any) -> tuple[int | None, int | None]:

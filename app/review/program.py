@@ -8,11 +8,16 @@ is re-validated against ``ReviewVerdict`` so dspy's loose typing stops here.
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import dspy  # pyright: ignore[reportMissingTypeStubs]
 import dspy.adapters.utils as _dspy_adapter_utils  # pyright: ignore[reportMissingTypeStubs]
 import pydantic
+from dspy.adapters.types.base_type import (  # pyright: ignore[reportMissingTypeStubs]
+    CUSTOM_TYPE_START_IDENTIFIER,
+)
 
 from app.review.schemas import ReviewRequest
 
@@ -153,6 +158,13 @@ class ReviewAdapter(dspy.ChatAdapter):
     def __init__(self) -> None:
         super().__init__(use_json_adapter_fallback=False)
         self._system_messages: dict[tuple[Any, ...], str] = {}
+        # The user message's closing reminder of the output fields: also signature-only text,
+        # rebuilt by DSPy on every call (~45 us). Keyed by the signature class itself (DSPy
+        # signatures are immutable: load_state, with_instructions... return new classes), so
+        # a lookup costs no key building and an unloaded artifact's entry goes with its class.
+        self._requirements: weakref.WeakKeyDictionary[type[dspy.Signature], str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         key = (
@@ -169,3 +181,85 @@ class ReviewAdapter(dspy.ChatAdapter):
                 self._system_messages.pop(next(iter(self._system_messages)))
             self._system_messages[key] = cached
         return cached
+
+    def user_message_output_requirements(self, signature: type[dspy.Signature]) -> str:
+        try:
+            return self._requirements[signature]
+        except KeyError:
+            text: str = super().user_message_output_requirements(signature)
+            self._requirements[signature] = text
+            return text
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewCall:
+    """The review program's one LM call, prepared once per artifact.
+
+    ``TradeReviewProgram`` is one ``Predict`` under ``ReviewAdapter``: per review DSPy formats
+    the messages (system message, the artifact's demos, the inputs), calls the LM once and
+    parses the completion. Through ``program.acall`` that call also pays for DSPy's module and
+    LM machinery: callbacks, two ``settings.context`` scopes, adapter resolution and capability
+    planning, a worker-thread hop to prepare the LM call and another to price it, request and
+    response objects, the usage tracker and a trace entry. None of it changes the messages
+    sent or how the answer is parsed for this program, and it cost ~3 ms of CPU per review
+    (``bench/live_cpu.py``). A ``ReviewCall`` keeps the two parts that do: the adapter's
+    formatting (the system message and demos formatted once here, the user message per call,
+    both by the adapter's own methods) and the adapter's ``parse``.
+
+    Built only for a program DSPy would run exactly this way (``review_call`` says when);
+    anything else, or a message that is not plain text, takes ``program.acall`` as before.
+    Tests compare both paths' wire bodies and parse results.
+    """
+
+    signature: type[dspy.Signature]
+    adapter: ReviewAdapter
+    prefix: tuple[dict[str, str], ...]  # the system message, then the demos as turns
+
+    def messages(self, inputs: dict[str, Any]) -> list[dict[str, str]] | None:
+        """What ``adapter.format(signature, demos, inputs)`` returns, or None when that would
+        not be plain text (DSPy expands a custom-type marker into content blocks)."""
+        content = self.adapter.format_user_message_content(
+            self.signature, inputs, main_request=True
+        )
+        if CUSTOM_TYPE_START_IDENTIFIER in content:
+            return None
+        messages = list(self.prefix)
+        if content:
+            messages.append({"role": "user", "content": content})
+        return messages
+
+    def parse(self, completion: str) -> dict[str, Any]:
+        """The output fields, as ``adapter.parse`` gives them (raises ``AdapterParseError``)."""
+        fields: dict[str, Any] = self.adapter.parse(self.signature, completion)
+        return fields
+
+
+def review_call(program: TradeReviewProgram, adapter: ReviewAdapter) -> ReviewCall | None:
+    """The program's call prepared for ``ReviewCall``, or None when DSPy's own machinery must
+    run it: a program state that gives the predictor its own LM, config, decision fields or
+    callbacks changes how DSPy calls or parses, so such a program keeps ``program.acall``."""
+    predictor = program.review
+    if (
+        type(program) is not TradeReviewProgram
+        or type(predictor) is not dspy.Predict
+        or predictor.lm is not None
+        or predictor.config
+        or predictor.fields
+        or program.callbacks
+        or predictor.callbacks
+    ):
+        return None
+    signature = predictor.signature
+    if not isinstance(signature, type):
+        return None
+    if adapter._get_history_field_name(signature) is not None:  # pyright: ignore[reportPrivateUsage]
+        return None
+    prefix: list[dict[str, str]] = [
+        {"role": "system", "content": adapter.format_system_message(signature)}
+    ]
+    for message in adapter.format_demos(signature, predictor.demos):
+        content = message.get("content")
+        if not isinstance(content, str) or CUSTOM_TYPE_START_IDENTIFIER in content:
+            return None
+        prefix.append({"role": str(message["role"]), "content": content})
+    return ReviewCall(signature, adapter, tuple(prefix))

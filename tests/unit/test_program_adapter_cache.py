@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import dspy
 import dspy.adapters.utils as dspy_adapter_utils
 import pydantic
 
 from app.review.program import (
     ReviewAdapter,
+    TradeReviewSignature,
     install_type_adapter_cache,
     new_program,
     program_inputs,
+    program_state,
 )
 from app.review.schemas import ReviewRequest
 from jangar_stub import DEFAULT_ANSWER, chat_adapter_content
@@ -48,3 +51,36 @@ def test_cache_when_annotation_unhashable_or_configured_then_builds_fresh() -> N
     cache = dspy_adapter_utils.TypeAdapter
     config = pydantic.ConfigDict(strict=True)
     assert cache(int, config=config) is not cache(int, config=config)
+
+
+class _Other(dspy.Signature):
+    """Summarise an order."""
+
+    order: dict[str, object] = dspy.InputField()
+    summary: str = dspy.OutputField()
+    score: float = dspy.OutputField()
+
+
+def test_review_adapter_when_signatures_change_then_formats_as_chat_adapter() -> None:
+    """The cached system message and output-field reminder are the ones ChatAdapter builds, per
+    signature: the review program, a loaded state with new instructions and field text, and an
+    unrelated signature, formatted in turn by one adapter (twice, so the second is cached)."""
+    state = program_state(new_program())
+    state["review"]["signature"]["instructions"] = "Be brief.\nVeto event risk."
+    state["review"]["signature"]["fields"][0]["description"] = "the order, as sent"
+    inputs = program_inputs(ReviewRequest.model_validate(base_request(NOW)))
+    loaded: type[dspy.Signature] = new_program(state).review.signature  # pyright: ignore[reportAssignmentType]
+    assert loaded is not TradeReviewSignature
+    cases: list[tuple[type[dspy.Signature], dict[str, object]]] = [
+        (TradeReviewSignature, inputs),
+        (loaded, inputs),
+        (_Other, {"order": inputs["order"]}),
+    ]
+    adapter = ReviewAdapter()
+    reference = dspy.ChatAdapter(use_json_adapter_fallback=False)
+    for _ in range(2):
+        for signature, values in cases:
+            assert adapter.format(signature, [], values) == reference.format(signature, [], values)
+            assert adapter.user_message_output_requirements(
+                signature
+            ) == reference.user_message_output_requirements(signature)
