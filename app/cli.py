@@ -61,7 +61,7 @@ def serve(
         print(f"configuration error: {problem}", file=sys.stderr)
         raise typer.Exit(2)
 
-    run_server(create_app(settings), settings, host, port)
+    run_server(create_app(settings, freeze_gc=True), settings, host, port)
 
 
 def _cli_actor(actor: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
@@ -118,8 +119,11 @@ def create_app(
     settings: Settings | None = None,
     clock: Callable[[], datetime] = utc_now,
     span_exporter: SpanExporter | None = None,
+    *,
+    freeze_gc: bool = False,
 ) -> FastAPI:
-    """``span_exporter`` (tests) turns tracing on without OTEL_EXPORTER_OTLP_ENDPOINT."""
+    """``span_exporter`` (tests) turns tracing on without OTEL_EXPORTER_OTLP_ENDPOINT;
+    ``freeze_gc`` (``app serve``) moves start-up objects out of the cyclic collector."""
     settings = settings or load_settings()
     configure(settings.log_level, access_log=settings.log_access)
     tracing.setup(settings, span_exporter)
@@ -212,6 +216,13 @@ def create_app(
             from app.drift.monitor import drift_loop
 
             drift_task = asyncio.create_task(drift_loop(factory, settings, clock).run())
+        if freeze_gc:
+            # Everything built so far (modules, models, the program) lives as long as the
+            # process: out of the collector's reach, a full collection no longer walks ~200k
+            # objects (130-170 ms measured, a pause every review in flight waits for). Only
+            # for a served process (``app serve``): an in-process test that builds hundreds
+            # of apps would keep each one's startup garbage for good.
+            gc.freeze()
         event("service.started", policy_hash=policy.policy_hash, db=engine.dialect.name)
         try:
             yield
