@@ -31,6 +31,7 @@ from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
 from app.registry.cache import LiveState, PinRefused
 from app.review.budget import AnswerBudget
+from app.review.jangar_http import deadline_client
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
@@ -81,13 +82,7 @@ def _shadow_runner(
     share = settings.model_copy(update={"bulkhead_max_concurrent": settings.shadow_max_concurrent})
     http = None
     if settings.jangar_base_url is not None:
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
-            limits=httpx.Limits(
-                max_connections=settings.shadow_max_concurrent,
-                max_keepalive_connections=settings.shadow_max_concurrent,
-            ),
-        )
+        http = deadline_client(settings.shadow_max_concurrent)
     runner = ShadowRunner(
         factory,
         live,
@@ -135,14 +130,7 @@ def create_app(
         policy = load_policy(settings.policy_path)
         engine = create_engine(settings)
         factory = create_session_factory(engine)
-        http = httpx.AsyncClient(
-            # The review deadline bounds each call; these only stop a dead peer early.
-            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
-            limits=httpx.Limits(
-                max_connections=settings.bulkhead_max_concurrent,
-                max_keepalive_connections=settings.bulkhead_max_concurrent,
-            ),
-        )
+        http = deadline_client(settings.bulkhead_max_concurrent)
         tracing.instrument_clients(http, engine)
         runtime = ReviewRuntime(
             _live_executor(settings, http), min_llm_s=settings.llm_min_budget_ms / 1000

@@ -71,6 +71,7 @@ from app.registry.evidence import EvidenceKind
 from app.registry.hashing import artifact_hash, canonical_json
 from app.registry.promotion import PromotionPolicy, Scorecard, check_scorecard
 from app.registry.states import ArtifactState, ExecutorKind
+from app.review.jangar_http import deadline_client
 from app.review.program import new_program, program_state
 from app.review.runtime import FallbackReason, ReviewOutcome, ReviewRuntime
 from app.review.schemas import Decision, ReviewRequest, Verdict
@@ -525,10 +526,7 @@ async def run(
 async def serving_runtime(settings: Settings, concurrency: int) -> AsyncGenerator[ReviewRuntime]:
     """The serving ``ReviewRuntime`` (deadline, breaker, bulkhead, fallback) on an HTTP client
     of the lane's own, so an offline run never trips the served arm's breaker."""
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=5.0),
-        limits=httpx.Limits(max_connections=max(1, concurrency)),
-    ) as http:
+    async with deadline_client(max(1, concurrency), pool_timeout_s=5.0) as http:
         yield ReviewRuntime(_live_executor(settings, http))
 
 

@@ -24,6 +24,7 @@ from dspy.utils.exceptions import (
 )
 
 from app.review.jangar import JangarEngine, build_lm, call_headers, normalize_base_url
+from app.review.jangar_http import deadline_client
 from jangar_stub import Behaviour, JangarStub
 
 MODEL = "gpt-5.3-codex-spark"
@@ -365,6 +366,51 @@ async def test_concurrent_hangs_all_end_at_the_deadline(
     assert max(elapsed) < DEADLINE_S + MARGIN_S
     assert min(elapsed) >= DEADLINE_S - 0.01
     assert await _wait_for_disconnects(jangar_stub, calls, within_s=2.0) == calls
+
+
+# ---------------------------------------------------------------------- event-loop stalls
+
+# A blocked event loop, as a gen-2 collection of a large heap beside a busy core does (4.3 s
+# measured beside stress-ng): longer than any per-step HTTP timer the client once had (2 s).
+STALL_S = 3.0
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error"),
+    [
+        (Behaviour.CONNECTION_RESET, LMTransportError),
+        (Behaviour.HTTP_500, LMServerError),
+        (Behaviour.RUNAWAY, None),
+    ],
+)
+async def test_loop_stall_while_connecting_when_fault_is_fast_then_the_fault_own_error(
+    jangar_stub: JangarStub, behaviour: Behaviour, error: type[Exception] | None
+):
+    """The serving client (``deadline_client``) on a fresh connection: the loop stalls right
+    after the connect starts. The kernel completes the connect meanwhile, so once the loop runs
+    again the call must go on and end as its fault does, never as a timeout."""
+    jangar_stub.set_behaviour(behaviour)
+    loop = asyncio.get_running_loop()
+    stalls: list[float] = []
+
+    async def stall_once_connecting(name: str, info: Mapping[str, Any]) -> None:
+        if name == "connection.connect_tcp.started" and not stalls:
+            stalls.append(STALL_S)
+            loop.call_soon(time.sleep, STALL_S)  # the next turn of the loop blocks
+
+    async def traced(request: httpx.Request) -> None:
+        request.extensions["trace"] = stall_once_connecting  # httpcore's step hook
+
+    async with deadline_client(4) as client:
+        client.event_hooks = {"request": [traced]}
+        engine = JangarEngine(client, normalize_base_url(jangar_stub.base_url), MODEL, None, {})
+        if error is None:
+            assert (await review(engine)).verdict == "approve"
+        else:
+            with pytest.raises(error):
+                await review(engine)
+    assert stalls == [STALL_S], "the connect was not stalled: the test proved nothing"
+    assert len(jangar_stub.requests) == 1, "the request reached the stub, once"
 
 
 # ---------------------------------------------------------------------- no litellm

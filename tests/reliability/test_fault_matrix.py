@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -29,7 +30,6 @@ FAST_DEADLINE_S = 30.0
 SLOW_DEADLINE_S = 1.0
 STUB_DELAY_S = 5.0
 DEADLINE_REASONS = {"timeout", "budget_exhausted"}
-MAX_DEADLINE_HITS = 5  # of N = 200 per fast fault (see the matrix test)
 
 # Fault -> the fallback reason it must produce (None: the LLM answers).
 FAST: dict[Behaviour, str | None] = {
@@ -131,17 +131,12 @@ async def test_every_fault_x200_when_stormed_then_all_answered_with_the_right_re
                 executors = {b["lineage"]["executor"] for b in got}
                 if behaviour in FAST:
                     expected = FAST[behaviour]
-                    # Every review gets the fault's own reason, except that beside stress-ng a
-                    # rare call (1 run in 6; connection_reset, runaway) was seen to hang to the
-                    # 30 s deadline: an open investigation (closing note of stop 15). Such a
-                    # review must still fall back to the heuristic for a deadline reason, and
-                    # at most MAX_DEADLINE_HITS of the 200 may; any other reason fails.
-                    late = [b for b in got if b["lineage"]["fallback"]["reason"] != expected]
-                    assert len(late) <= MAX_DEADLINE_HITS, (behaviour, reasons)
-                    assert {b["lineage"]["fallback"]["reason"] for b in late} <= DEADLINE_REASONS
-                    assert {b["lineage"]["executor"] for b in late} <= {"heuristic"}
-                    on_time = {b["lineage"]["executor"] for b in got if b not in late}
-                    assert on_time == executors_for(expected), behaviour
+                    # Every review, even beside stress-ng: a stalled event loop once turned a
+                    # few new connections into ConnectTimeout -> "timeout" (the client has no
+                    # per-step timers since; see review/jangar_http.py).
+                    counts = Counter(b["lineage"]["fallback"]["reason"] for b in got)
+                    assert reasons == {expected}, (behaviour, counts)
+                    assert executors == executors_for(expected), behaviour
                 else:
                     # Ended by the deadline, never answered by the LLM; most calls were made.
                     assert reasons <= DEADLINE_REASONS and "timeout" in reasons, (
