@@ -10,7 +10,6 @@ from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -38,6 +37,7 @@ from app.rollout.shadow import ShadowRunner
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from app.review.live import LiveExecutor
@@ -56,9 +56,25 @@ def _error(
     return OrjsonResponse(body, status_code=status)
 
 
-def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor | None:
+def _jangar_http(settings: Settings, max_connections: int) -> httpx.AsyncClient | None:
+    """The Jangar client, only when Jangar is configured: without it nothing calls out, and
+    httpx (with its TLS context) stays out of the start (bench/README.md, cold_start)."""
     if settings.jangar_base_url is None:
         return None  # dspy_live artifacts are refused at load with a clear error
+    import httpx
+
+    return httpx.AsyncClient(
+        # The review deadline bounds each call; these only stop a dead peer early.
+        timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+
+
+def _live_executor(settings: Settings, http: httpx.AsyncClient | None) -> LiveExecutor | None:
+    if http is None:
+        return None  # no Jangar configured (see _jangar_http)
     from app.review.live import LiveExecutor, publish_breaker_state
 
     executor = LiveExecutor(settings, http)
@@ -77,19 +93,11 @@ def _shadow_runner(
     if not settings.shadow_enabled:
         return None, None
     share = settings.model_copy(update={"bulkhead_max_concurrent": settings.shadow_max_concurrent})
-    http = None
-    if settings.jangar_base_url is not None:
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
-            limits=httpx.Limits(
-                max_connections=settings.shadow_max_concurrent,
-                max_keepalive_connections=settings.shadow_max_concurrent,
-            ),
-        )
+    http = _jangar_http(settings, settings.shadow_max_concurrent)
     runner = ShadowRunner(
         factory,
         live,
-        ReviewRuntime(_live_executor(share, http) if http is not None else None),
+        ReviewRuntime(_live_executor(share, http)),
         policy,
         sample_rate=settings.shadow_sample_rate,
         queue_max=settings.shadow_queue_max,
@@ -130,14 +138,7 @@ def create_app(
         policy = load_policy(settings.policy_path)
         engine = create_engine(settings)
         factory = create_session_factory(engine)
-        http = httpx.AsyncClient(
-            # The review deadline bounds each call; these only stop a dead peer early.
-            timeout=httpx.Timeout(connect=2.0, read=None, write=5.0, pool=1.0),
-            limits=httpx.Limits(
-                max_connections=settings.bulkhead_max_concurrent,
-                max_keepalive_connections=settings.bulkhead_max_concurrent,
-            ),
-        )
+        http = _jangar_http(settings, settings.bulkhead_max_concurrent)
         tracing.instrument_clients(http, engine)
         runtime = ReviewRuntime(
             _live_executor(settings, http), min_llm_s=settings.llm_min_budget_ms / 1000
@@ -156,7 +157,8 @@ def create_app(
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
         if (problem := live.pin_problem) is not None:
             event("service.start_refused", logging.ERROR, error=problem)
-            await http.aclose()
+            if http is not None:
+                await http.aclose()
             await engine.dispose()
             raise PinRefused(problem)
         writer = ReviewWriter(engine)
@@ -230,7 +232,8 @@ def create_app(
             app.state.lane_figures.close()
             await reader.stop()
             await writer.stop()
-            await http.aclose()
+            if http is not None:
+                await http.aclose()
             await engine.dispose()
             tracing.shutdown()
 
