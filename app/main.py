@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -31,7 +30,6 @@ from app.observability.logging import configure, event
 from app.pipeline import PipelineDeps
 from app.registry.cache import LiveState, PinRefused
 from app.review.budget import AnswerBudget
-from app.review.jangar_http import deadline_client
 from app.review.runtime import ReviewRuntime
 from app.review.schemas import ReviewRequest
 from app.reviews.reader import PrecheckReader
@@ -41,6 +39,7 @@ from app.rollout.shadow import ShadowRunner
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from app.review.live import LiveExecutor
@@ -59,9 +58,19 @@ def _error(
     return OrjsonResponse(body, status_code=status)
 
 
-def _live_executor(settings: Settings, http: httpx.AsyncClient) -> LiveExecutor | None:
+def _jangar_http(settings: Settings, max_connections: int) -> httpx.AsyncClient | None:
+    """The Jangar client, only when Jangar is configured: without it nothing calls out, and
+    httpx (with its TLS context) stays out of the start (bench/README.md, cold_start)."""
     if settings.jangar_base_url is None:
         return None  # dspy_live artifacts are refused at load with a clear error
+    from app.review.jangar_http import deadline_client
+
+    return deadline_client(max_connections)
+
+
+def _live_executor(settings: Settings, http: httpx.AsyncClient | None) -> LiveExecutor | None:
+    if http is None:
+        return None  # no Jangar configured (see _jangar_http)
     from app.review.live import LiveExecutor, publish_breaker_state
 
     executor = LiveExecutor(settings, http)
@@ -80,13 +89,11 @@ def _shadow_runner(
     if not settings.shadow_enabled:
         return None, None
     share = settings.model_copy(update={"bulkhead_max_concurrent": settings.shadow_max_concurrent})
-    http = None
-    if settings.jangar_base_url is not None:
-        http = deadline_client(settings.shadow_max_concurrent)
+    http = _jangar_http(settings, settings.shadow_max_concurrent)
     runner = ShadowRunner(
         factory,
         live,
-        ReviewRuntime(_live_executor(share, http) if http is not None else None),
+        ReviewRuntime(_live_executor(share, http)),
         policy,
         sample_rate=settings.shadow_sample_rate,
         queue_max=settings.shadow_queue_max,
@@ -130,7 +137,7 @@ def create_app(
         policy = load_policy(settings.policy_path)
         engine = create_engine(settings)
         factory = create_session_factory(engine)
-        http = deadline_client(settings.bulkhead_max_concurrent)
+        http = _jangar_http(settings, settings.bulkhead_max_concurrent)
         tracing.instrument_clients(http, engine)
         runtime = ReviewRuntime(
             _live_executor(settings, http), min_llm_s=settings.llm_min_budget_ms / 1000
@@ -149,7 +156,8 @@ def create_app(
             event("state.initial_refresh_failed", logging.WARNING, error=type(exc).__name__)
         if (problem := live.pin_problem) is not None:
             event("service.start_refused", logging.ERROR, error=problem)
-            await http.aclose()
+            if http is not None:
+                await http.aclose()
             await engine.dispose()
             raise PinRefused(problem)
         store = open_store(engine)  # the hot path's statements, on the drivers
@@ -232,7 +240,8 @@ def create_app(
             await reader.stop()
             await writer.stop()
             await store.close()
-            await http.aclose()
+            if http is not None:
+                await http.aclose()
             await engine.dispose()
             tracing.shutdown()
 

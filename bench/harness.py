@@ -128,7 +128,13 @@ class Processes:
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(
-        self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path | None = None
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        log_path: Path | None = None,
+        cwd: Path = ROOT,
     ) -> subprocess.Popen[bytes]:
         out: Any = subprocess.DEVNULL
         if log_path is not None:
@@ -136,7 +142,7 @@ class Processes:
         try:
             proc = subprocess.Popen(
                 argv,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

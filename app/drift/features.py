@@ -23,9 +23,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, cast
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, cast
 
 from app.drift.stats import (
     Check,
@@ -39,6 +37,9 @@ from app.drift.stats import (
     psi_check,
     quantile_check,
 )
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used (see app/drift/stats.py)
 
 
 class Metric(StrEnum):
@@ -150,6 +151,8 @@ def request_fields(request: Mapping[str, Any]) -> dict[str, Any]:
 
 def features_from_fields(fields: Mapping[str, Any]) -> dict[str, float | None]:
     """The numeric features from the raw fields (strings or numbers; anything else is missing)."""
+    import numpy as np
+
     qty = _num(fields.get("qty"))
     price = (
         _num(fields.get("market_price"))
@@ -285,6 +288,8 @@ def _counter(raw: Any) -> Counter[str]:
 
 
 def _arr(values: list[float]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    import numpy as np
+
     return np.asarray(values, dtype=np.float64)
 
 

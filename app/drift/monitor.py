@@ -17,6 +17,7 @@ A run, for the artifact serving a program (ACTIVE, or the one asked for):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DriftReferenceRow, ModelDriftRow
 from app.db.session import SessionFactory, read_only, unit_of_work
-from app.drift import repository
+from app.drift import repository, stats
 from app.drift.features import Window, compare
 from app.drift.stats import Check, Severity, Thresholds
 from app.errors import ErrorCode
@@ -136,6 +137,7 @@ async def _freeze_reference(
 ) -> DriftReferenceRow | None:
     if await repository.count_reviews(session, digest) < size:
         return None
+    await asyncio.to_thread(stats.preload)  # numpy/scipy off the event loop (first use only)
     served = Window()
     span = await repository.stream_window(session, digest, from_id=0, limit=size, window=served)
     source = "served"
@@ -219,6 +221,7 @@ async def _run(
         run.outcome = RunOutcome.REFERENCE_PENDING
         run.message = f"reference needs {settings.learn_drift_reference_reviews} served reviews"
         return
+    await asyncio.to_thread(stats.preload)  # numpy/scipy off the event loop (first use only)
     reference = Window.from_json(ref.sample)
     current = Window()
     async with read_only(factory) as session:

@@ -19,19 +19,37 @@ of the G-test). That gives PSI a p-value, and its critical value at level ``a``:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-from scipy import stats as _scipy_stats  # pyright: ignore[reportMissingTypeStubs]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-# scipy ships partial type information: its results are read through ``Any`` and converted to
-# float at once.
-sps: Any = _scipy_stats
+    FloatArray = npt.NDArray[np.float64]
+
+# numpy and scipy are imported where a check computes, not with this module: the service imports
+# it at start (drift monitor, admin promotion guard) and most starts never compute a check;
+# scipy.stats alone was ~40% of a cold start (bench/README.md, cold_start). ``preload`` imports
+# them ahead, off the event loop.
+
+
+def preload() -> None:
+    """Import numpy and scipy.stats now (the monitor calls it in a worker thread before a run's
+    comparison, so the first comparison of a process does not import them on the event loop)."""
+    for name in ("numpy", "scipy.stats"):
+        importlib.import_module(name)
+
+
+def _sps() -> Any:
+    """scipy.stats. scipy ships partial type information: its results are read through ``Any``
+    and converted to float at once."""
+    from scipy import stats  # pyright: ignore[reportMissingTypeStubs]
+
+    return stats
 
 
 class Family(StrEnum):
@@ -120,6 +138,8 @@ class Check:
 
 
 def _finite(values: Sequence[float] | FloatArray) -> FloatArray:
+    import numpy as np
+
     arr = np.asarray(values, dtype=np.float64)
     return arr[np.isfinite(arr)]
 
@@ -131,17 +151,23 @@ def bin_count(n: int, m: int, th: Thresholds) -> int:
 
 def quantile_edges(reference: FloatArray, bins: int) -> FloatArray:
     """Inner bin edges at the reference's quantiles (ties merge bins rather than empty them)."""
+    import numpy as np
+
     qs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
     return np.unique(np.quantile(reference, qs))
 
 
 def binned(values: FloatArray, edges: FloatArray) -> FloatArray:
+    import numpy as np
+
     idx = np.searchsorted(edges, values, side="right")
     return np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
 
 
 def psi(ref_counts: FloatArray, cur_counts: FloatArray) -> float:
     """Population stability index; half a count is added to each bin so an empty bin is finite."""
+    import numpy as np
+
     p = (ref_counts + 0.5) / (ref_counts.sum() + 0.5 * len(ref_counts))
     q = (cur_counts + 0.5) / (cur_counts.sum() + 0.5 * len(cur_counts))
     return float(np.sum((q - p) * np.log(q / p)))
@@ -150,6 +176,8 @@ def psi(ref_counts: FloatArray, cur_counts: FloatArray) -> float:
 def psi_check(
     metric: str, family: Family, reference: FloatArray, current: FloatArray, th: Thresholds
 ) -> Check | None:
+    import numpy as np
+
     ref, cur = _finite(reference), _finite(current)
     n, m = len(ref), len(cur)
     if n < th.min_n or m < th.min_n:
@@ -164,7 +192,7 @@ def psi_check(
     bins = len(edges) + 1
     value = psi(binned(ref, edges), binned(cur, edges))
     scale = 1.0 / n + 1.0 / m
-    p = float(sps.chi2.sf(value / scale, bins - 1))
+    p = float(_sps().chi2.sf(value / scale, bins - 1))
     return Check(
         metric, family, CheckKind.PSI, value, value, th.psi_floor, p, n, m,
         detail={"bins": bins, "scale": scale},
@@ -178,7 +206,7 @@ def ks_check(
     n, m = len(ref), len(cur)
     if n < th.min_n or m < th.min_n:
         return None
-    res = sps.ks_2samp(ref, cur, method="asymp")
+    res = _sps().ks_2samp(ref, cur, method="asymp")
     d = float(res.statistic)
     p = float(res.pvalue)
     return Check(metric, family, CheckKind.KS, d, d, th.ks_floor, p, n, m)
@@ -194,6 +222,8 @@ def quantile_check(
 ) -> Check | None:
     """Has the ``q`` quantile moved? Effect: relative change of the quantile; test: Fisher exact
     on the share above the reference's quantile in each window (valid at any sample size)."""
+    import numpy as np
+
     ref, cur = _finite(reference), _finite(current)
     n, m = len(ref), len(cur)
     if n < th.min_n or m < th.min_n:
@@ -201,7 +231,7 @@ def quantile_check(
     q_ref, q_cur = float(np.quantile(ref, q)), float(np.quantile(cur, q))
     above_ref, above_cur = int(np.sum(ref > q_ref)), int(np.sum(cur > q_ref))
     table = [[above_ref, n - above_ref], [above_cur, m - above_cur]]
-    p = float(sps.fisher_exact(table).pvalue)
+    p = float(_sps().fisher_exact(table).pvalue)
     rel = abs(q_cur - q_ref) / abs(q_ref) if q_ref != 0 else (0.0 if q_cur == 0 else np.inf)
     return Check(
         metric, family, CheckKind.QUANTILE, float(rel), float(rel), th.latency_rel_floor, p, n, m,
@@ -217,6 +247,8 @@ def pooled_table(
 ) -> tuple[list[str], FloatArray]:
     """A 2 x k table; categories expected below ``rare_expected`` in either window are pooled
     into ``~other`` (chi-square needs expected counts, and a symbol seen twice is not a mix)."""
+    import numpy as np
+
     keys = sorted(set(reference) | set(current))
     n, m = sum(reference.values()), sum(current.values())
     total = n + m
@@ -245,6 +277,8 @@ def chi2_check(
     current: Mapping[str, int],
     th: Thresholds,
 ) -> Check | None:
+    import numpy as np
+
     n, m = sum(reference.values()), sum(current.values())
     if n < th.min_n or m < th.min_n:
         return None
@@ -261,7 +295,7 @@ def chi2_check(
         return Check(
             metric, family, CheckKind.CHI2, 0.0, tvd, th.mix_floor, 1.0, n, m, detail=detail
         )
-    res = sps.chi2_contingency(table, correction=False)
+    res = _sps().chi2_contingency(table, correction=False)
     stat = float(res.statistic)
     p = float(res.pvalue)
     detail["dof"] = int(res.dof)
@@ -280,7 +314,7 @@ def proportion_check(
     (k1, n), (k2, m) = reference, current
     if n < th.min_n or m < th.min_n:
         return None
-    p = float(sps.fisher_exact([[k1, n - k1], [k2, m - k2]]).pvalue)
+    p = float(_sps().fisher_exact([[k1, n - k1], [k2, m - k2]]).pvalue)
     r1, r2 = k1 / n, k2 / m
     return Check(
         metric, family, CheckKind.PROPORTION, abs(r2 - r1), abs(r2 - r1), th.rate_floor, p, n, m,
@@ -293,6 +327,8 @@ def proportion_check(
 
 def sharpe(returns: FloatArray) -> float:
     """Per-order Sharpe ratio (mean / sample std); 0 without spread."""
+    import numpy as np
+
     if len(returns) < 2:
         return 0.0
     sd = float(np.std(returns, ddof=1))
@@ -301,6 +337,8 @@ def sharpe(returns: FloatArray) -> float:
 
 def max_drawdown(returns: FloatArray) -> float:
     """Largest fall of cumulative P&L from its running peak (in the returns' unit)."""
+    import numpy as np
+
     if len(returns) == 0:
         return 0.0
     curve = np.cumsum(returns)
@@ -311,11 +349,13 @@ def max_drawdown(returns: FloatArray) -> float:
 def performance_checks(reference: FloatArray, current: FloatArray, th: Thresholds) -> list[Check]:
     """Mean return per submitted order lower than the reference's (Welch, one-sided), with the
     Sharpe drop as the effect; drawdown reported beside it (path-dependent, not tested)."""
+    import numpy as np
+
     ref, cur = _finite(reference), _finite(current)
     n, m = len(ref), len(cur)
     if n < th.min_n or m < th.min_n:
         return []
-    res = sps.ttest_ind(cur, ref, equal_var=False, alternative="less")
+    res = _sps().ttest_ind(cur, ref, equal_var=False, alternative="less")
     p = float(res.pvalue)
     p = 1.0 if not np.isfinite(p) else p
     s_ref, s_cur = sharpe(ref), sharpe(cur)
@@ -342,8 +382,10 @@ def performance_checks(reference: FloatArray, current: FloatArray, th: Threshold
 
 def _critical(check: Check, level: float) -> float | None:
     """The statistic a check needs at ``level``, where a closed form exists."""
+    import numpy as np
+
     if check.test is CheckKind.PSI:
-        return float(check.detail["scale"] * sps.chi2.isf(level, check.detail["bins"] - 1))
+        return float(check.detail["scale"] * _sps().chi2.isf(level, check.detail["bins"] - 1))
     if check.test is CheckKind.KS:
         # Asymptotic two-sample KS critical distance.
         c = float(np.sqrt(-np.log(level / 2.0) / 2.0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -23,20 +24,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from app.db.session import SessionFactory
 
 T = TypeVar("T")
@@ -46,7 +39,16 @@ lanes = typer.Typer(
     add_completion=False,
     help="Learning lanes: dataset-build -> compile -> eval -> promote (hashes on stdout).",
 )
-err = Console(stderr=True)
+
+
+@functools.cache
+def _err() -> Console:
+    """stderr for people (tables, progress). rich is imported on first use: ``app.cli`` imports
+    this module for every command, ``serve`` included (bench/README.md, cold_start)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_DENIED, EXIT_NOT_FOUND, EXIT_REFUSED = 1, 2, 3, 4, 5
 EXIT_DRIFT = 6  # lanes drift: a metric breached
@@ -65,7 +67,7 @@ def _settings() -> Settings:
         return load_settings()
     except SettingsError as exc:
         for line in exc.problems:
-            err.print(f"configuration error: {line}")
+            _err().print(f"configuration error: {line}")
         raise typer.Exit(EXIT_CONFIG) from None
 
 
@@ -86,16 +88,16 @@ def _run(settings: Settings, fn: Callable[[SessionFactory], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except LookupError as exc:
-        err.print(f"[red]not found:[/red] {exc}")
+        _err().print(f"[red]not found:[/red] {exc}")
         raise typer.Exit(EXIT_NOT_FOUND) from None
     except ArtifactRefused as exc:
-        err.print(f"[red]refused ({exc.reason}):[/red] {exc}")
+        _err().print(f"[red]refused ({exc.reason}):[/red] {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
     except (InvalidTransition, TransitionConflict) as exc:
-        err.print(f"[red]refused:[/red] {exc}")
+        _err().print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
     except ValueError as exc:
-        err.print(f"[red]lane failed:[/red] {exc}")
+        _err().print(f"[red]lane failed:[/red] {exc}")
         raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -176,7 +178,7 @@ def dataset_build(
             ) from None
 
     data = _run(settings, go)
-    err.print(f"dataset [{start.isoformat()} .. {end.isoformat()}) seed={seed}: {data.counts()}")
+    _err().print(f"dataset [{start.isoformat()} .. {end.isoformat()}) seed={seed}: {data.counts()}")
     typer.echo(data.dataset_hash)
 
 
@@ -194,7 +196,7 @@ def synthetic_cmd(
         return await service.build_synthetic(factory, n=n, seed=seed, actor=actor, clock=_now)
 
     data = _run(settings, go)
-    err.print(f"synthetic dataset n={n} seed={seed}: {data.counts()}")
+    _err().print(f"synthetic dataset n={n} seed={seed}: {data.counts()}")
     typer.echo(data.dataset_hash)
 
 
@@ -218,6 +220,8 @@ def compile_cmd(
     actor: ActorOpt = "cli",
 ) -> None:
     """Run the optimizer with the Jangar LM and register a candidate (prints its hash)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     settings = _settings()
     if not verbose:
         # tqdm reads this when first imported (with dspy, just below): no per-trial bars.
@@ -248,7 +252,7 @@ def compile_cmd(
             TextColumn("{task.description}"),
             TextColumn("{task.completed:.0f} LM calls"),
             TimeElapsedColumn(),
-            console=err,
+            console=_err(),
             transient=True,
         ) as progress,
     ):
@@ -269,7 +273,7 @@ def compile_cmd(
             )
 
         result = _run(settings, go)
-    err.print(
+    _err().print(
         f"compiled {result.optimizer.value} seed={result.seed} on {result.train_n} train / "
         f"{result.val_n} val: val score {result.val_score:.3f}, {result.lm_calls} LM calls, "
         f"{result.duration_s:.1f} s -> candidate"
@@ -286,6 +290,9 @@ def eval_cmd(
     actor: ActorOpt = "cli",
 ) -> None:
     """Candidate (and active) through the serving runtime + gates on the test split."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     settings = _settings()
     from app.lanes import service
 
@@ -294,7 +301,7 @@ def eval_cmd(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=_err(),
         transient=True,
     ) as progress:
         task = progress.add_task("eval", total=None)
@@ -319,11 +326,11 @@ def eval_cmd(
     for key, value in result.scorecard.model_dump().items():
         if key not in ("artifact_hash", "dataset_hash"):
             table.add_row(key, str(value))
-    err.print(table)
+    _err().print(table)
     verdict = "[green]passes[/green]" if result.passes else "[red]fails[/red]"
-    err.print(f"promotion policy: {verdict} ({result.duration_s:.2f} s)")
+    _err().print(f"promotion policy: {verdict} ({result.duration_s:.2f} s)")
     for reason in result.reasons:
-        err.print(f"  - {reason}")
+        _err().print(f"  - {reason}")
     typer.echo(result.evidence_hash)
 
 
@@ -340,6 +347,8 @@ def replay_cmd(
 ) -> None:
     """Re-decide the window's recorded requests with the candidate; diff against what was
     decided (replay evidence). Exit 7 when orders the served arm rejected would be submitted."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     settings = _settings()
     from app.lanes import service
     from app.lanes.replay import EmptyWindow
@@ -354,7 +363,7 @@ def replay_cmd(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=_err(),
         transient=True,
     ) as progress:
         task = progress.add_task("replay", total=None)
@@ -388,7 +397,7 @@ def replay_cmd(
                 "message": str(result),
             }
             typer.echo(json.dumps(empty, indent=2))
-        err.print(f"[red]empty window:[/red] {result}")
+        _err().print(f"[red]empty window:[/red] {result}")
         raise typer.Exit(EXIT_FAILED)
     rep = result.report
     if as_json:
@@ -409,8 +418,10 @@ def replay_cmd(
 def _print_replay(rep: Any, passes: bool, reasons: list[str], duration_s: float) -> None:
     """Counts as a table, then one unwrapped line per flipped order (ids stay whole, so they
     can be copied and grepped), reject -> submit first."""
+    from rich.table import Table
+
     extra: dict[str, Any] = rep.model_extra or {}
-    err.print(
+    _err().print(
         f"replay {rep.artifact_hash[:12]} over [{rep.since.isoformat()} .. "
         f"{rep.until.isoformat()}): {rep.n} of {rep.window_reviews} recorded reviews re-decided"
         + (" (the newest, --limit)" if extra.get("truncated") else ""),
@@ -426,14 +437,14 @@ def _print_replay(rep: Any, passes: bool, reasons: list[str], duration_s: float)
     head.add_row("reject -> submit share", f"{rep.reject_to_submit_share:.4f}")
     if extra.get("policy_changed"):
         head.add_row("judged under another policy", str(extra["policy_changed"]))
-    err.print(head)
+    _err().print(head)
     if rep.flips:
-        err.print("flipped orders (reject -> submit first):")
+        _err().print("flipped orders (reject -> submit first):")
     for f in rep.flips[:FLIPS_SHOWN]:
         new = str(f["new_decision"])
         if f["new_reasons"]:
             new += f" ({', '.join(f['new_reasons'])})"
-        err.print(
+        _err().print(
             f"  {str(f['change']).replace('_to_', ' -> ')}  {f['review_id']}  {f['at']}  "
             f"{f['symbol']}  {f['strategy_id']}  stored: {', '.join(f['served_reasons']) or '-'}"
             f"  new: {new}",
@@ -442,11 +453,11 @@ def _print_replay(rep: Any, passes: bool, reasons: list[str], duration_s: float)
             highlight=False,
         )
     if len(rep.flips) > FLIPS_SHOWN:
-        err.print(f"  ... {len(rep.flips) - FLIPS_SHOWN} more flipped orders (--json lists all)")
+        _err().print(f"  ... {len(rep.flips) - FLIPS_SHOWN} more flipped orders (--json lists all)")
     verdict = "[green]passes[/green]" if passes else "[red]fails[/red]"
-    err.print(f"promotion bar: {verdict} ({duration_s:.2f} s)")
+    _err().print(f"promotion bar: {verdict} ({duration_s:.2f} s)")
     for reason in reasons:
-        err.print(f"  - {reason}", soft_wrap=True)
+        _err().print(f"  - {reason}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------ registry
@@ -504,17 +515,17 @@ def promote_cmd(
 
     result = _run(settings, go)
     if result.refusal is not None:
-        err.print(f"[red]refused ({result.refusal}):[/red] {artifact_hash[:12]} may not serve")
+        _err().print(f"[red]refused ({result.refusal}):[/red] {artifact_hash[:12]} may not serve")
         for line in result.reasons:
-            err.print(f"  - {line}")
+            _err().print(f"  - {line}")
         raise typer.Exit(EXIT_REFUSED)
     if not result.promoted:
         code = result.code.value if result.code else "denied"
-        err.print(f"[red]{code}[/red]: promotion of {artifact_hash[:12]} to {to} denied")
+        _err().print(f"[red]{code}[/red]: promotion of {artifact_hash[:12]} to {to} denied")
         for line in result.reasons:
-            err.print(f"  - {line}")
+            _err().print(f"  - {line}")
         raise typer.Exit(EXIT_DENIED)
-    err.print(f"{artifact_hash[:12]}: {result.from_state} -> {to}")
+    _err().print(f"{artifact_hash[:12]}: {result.from_state} -> {to}")
     typer.echo(artifact_hash)
 
 
@@ -528,7 +539,7 @@ def rollback_cmd(reason: Annotated[str, typer.Option()] = "", actor: ActorOpt = 
         return await service.rollback(factory, settings, actor=actor, reason=reason, clock=_now)
 
     restored, replaced = _run(settings, go)
-    err.print(f"active: {(replaced or 'none')[:12]} -> {restored[:12]}")
+    _err().print(f"active: {(replaced or 'none')[:12]} -> {restored[:12]}")
     typer.echo(restored)
 
 
@@ -546,13 +557,16 @@ def retire_cmd(
         )
 
     before = _run(settings, go)
-    err.print(f"{artifact_hash[:12]}: {before} -> retired")
+    _err().print(f"{artifact_hash[:12]}: {before} -> retired")
     typer.echo(artifact_hash)
 
 
 @lanes.command("list")
 def list_cmd() -> None:
     """The program's artifacts with state, executor, optimizer and dataset."""
+    from rich.console import Console
+    from rich.table import Table
+
     settings = _settings()
     from app.lanes import service
 
@@ -617,6 +631,9 @@ def drift_cmd(
     actor: ActorOpt = "cli",
 ) -> None:
     """Run the drift monitor once and print a table (exit 6 when a metric breached)."""
+    from rich.console import Console
+    from rich.table import Table
+
     settings = _settings()
     from app.drift import monitor
 
@@ -652,9 +669,11 @@ def drift_cmd(
             )
         Console().print(table)
         if run.message:
-            err.print(run.message)
+            _err().print(run.message)
         if run.rolled_back_to:
-            err.print(f"[red]E_LEARN_DRIFT_BREACH[/red]: rolled back to {run.rolled_back_to[:12]}")
+            _err().print(
+                f"[red]E_LEARN_DRIFT_BREACH[/red]: rolled back to {run.rolled_back_to[:12]}"
+            )
     if run.outcome.value == "error":
         raise typer.Exit(EXIT_FAILED)
     if any(c.breach for c in run.checks):
@@ -678,7 +697,7 @@ def drift_ack_cmd(
             )
 
     out = _run(settings, go)
-    err.print(
+    _err().print(
         f"acknowledged {len(out['acknowledged'])} breach row(s) through id {out['through_id']}"
     )
     typer.echo(out["through_id"])

@@ -106,7 +106,8 @@ def instrument_app(app: FastAPI) -> None:
     )
 
 
-def instrument_clients(http: httpx.AsyncClient, engine: AsyncEngine) -> None:
+def instrument_clients(http: httpx.AsyncClient | None, engine: AsyncEngine) -> None:
+    """``http``: the Jangar client, None when no Jangar is configured."""
     if _provider is None:
         return
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -115,7 +116,8 @@ def instrument_clients(http: httpx.AsyncClient, engine: AsyncEngine) -> None:
     )
     from opentelemetry.metrics import NoOpMeter
 
-    HTTPXClientInstrumentor.instrument_client(http, tracer_provider=_provider)
+    if http is not None:
+        HTTPXClientInstrumentor.instrument_client(http, tracer_provider=_provider)
     # This engine only: SQLAlchemyInstrumentor().instrument() would also patch create_engine
     # process-wide, once per process.
     usage = NoOpMeter(_NAME).create_up_down_counter("db.client.connections.usage")
