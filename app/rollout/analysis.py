@@ -49,6 +49,8 @@ class ArmSample:
     verdict_rejects: bool  # the verdict alone (not a gate) stopped the order
 
 
+# Verdicts that stop the order by themselves.
+NO_VERDICTS = ("veto", "escalate", "abstain")
 # Fallback reasons that are the canary's fault as errors (5xx-like), not mere slowness.
 ERROR_REASONS = frozenset({"http_error", "transport_error", "artifact_unavailable"})
 
@@ -65,27 +67,63 @@ class ArmFigures:
 
     @staticmethod
     def of(samples: list[ArmSample]) -> ArmFigures:
-        n = len(samples)
+        tokens = [s.tokens for s in samples if s.tokens is not None]
+        return ArmFigures.from_counts(
+            ArmCounts(
+                n=len(samples),
+                errors=sum(s.fallback_reason in ERROR_REASONS for s in samples),
+                fallbacks=sum(s.fallback_reason is not None for s in samples),
+                schema_invalid=sum(s.fallback_reason == "schema_invalid" for s in samples),
+                verdict_rejects=sum(s.verdict_rejects for s in samples),
+                token_reviews=len(tokens),
+                token_sum=sum(tokens),
+            ),
+            p95([s.total_latency_ms for s in samples]),
+        )
+
+    @staticmethod
+    def from_counts(counts: ArmCounts, p95_latency_ms: float) -> ArmFigures:
+        """The figures from counts (what the database aggregates; ``of`` counts in Python):
+        one definition of every rate."""
+        n = counts.n
         if n == 0:
             return ArmFigures(0, 0.0, 0.0, 0.0, 0.0, 0.0, None)
-        tokens = [s.tokens for s in samples if s.tokens is not None]
         return ArmFigures(
             n=n,
-            error_rate=sum(s.fallback_reason in ERROR_REASONS for s in samples) / n,
-            fallback_rate=sum(s.fallback_reason is not None for s in samples) / n,
-            schema_invalid_rate=sum(s.fallback_reason == "schema_invalid" for s in samples) / n,
-            reject_rate=sum(s.verdict_rejects for s in samples) / n,
-            p95_latency_ms=p95([s.total_latency_ms for s in samples]),
-            tokens_per_review=sum(tokens) / len(tokens) if tokens else None,
+            error_rate=counts.errors / n,
+            fallback_rate=counts.fallbacks / n,
+            schema_invalid_rate=counts.schema_invalid / n,
+            reject_rate=counts.verdict_rejects / n,
+            p95_latency_ms=p95_latency_ms,
+            tokens_per_review=(
+                counts.token_sum / counts.token_reviews if counts.token_reviews else None
+            ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ArmCounts:
+    """One arm's answered reviews in a window, counted."""
+
+    n: int
+    errors: int  # fallback_reason in ERROR_REASONS
+    fallbacks: int  # any fallback_reason
+    schema_invalid: int
+    verdict_rejects: int  # verdict in NO_VERDICTS
+    token_reviews: int  # reviews that reported tokens
+    token_sum: int
+
+
+def p95_rank(n: int) -> int:
+    """The 0-based index of the nearest-rank 95th percentile among ``n`` sorted values."""
+    return max(0, math.ceil(0.95 * n) - 1)
 
 
 def p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile (0 for no values)."""
     if not values:
         return 0.0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return sorted(values)[p95_rank(len(values))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ArtifactEventRow, ReviewRow, RolloutEventRow, RolloutRow
-from app.rollout.analysis import ArmSample
+from app.rollout.analysis import (
+    ERROR_REASONS,
+    NO_VERDICTS,
+    ArmCounts,
+    ArmFigures,
+    p95_rank,
+)
 
 
 class RolloutState(StrEnum):
@@ -124,43 +130,64 @@ async def watch_events(session: AsyncSession, artifact_hash: str) -> list[Rollou
     return list(result.scalars())
 
 
-_NO_VERDICTS = ("veto", "escalate", "abstain")
-
-
-async def samples(
+async def arm_figures(
     session: AsyncSession, artifact_hash: str, arm: str, start: datetime, end: datetime
-) -> list[ArmSample]:
-    """The answered reviews of one arm and artifact in ``[start, end)``."""
-    result = await session.execute(
-        select(
-            ReviewRow.decision,
-            ReviewRow.fallback_reason,
-            ReviewRow.total_latency_ms,
-            ReviewRow.prompt_tokens,
-            ReviewRow.completion_tokens,
-            ReviewRow.verdict,
-        ).where(
-            ReviewRow.artifact_hash == artifact_hash,
-            ReviewRow.arm == arm,
-            ReviewRow.created_at >= start,
-            ReviewRow.created_at < end,
-        )
+) -> ArmFigures:
+    """The figures of one arm and artifact over its answered reviews in ``[start, end)``,
+    counted by the database: a watch window holds every review since the promotion (30 min at
+    hundreds per second), which loaded as rows stalled the event loop for the whole turn."""
+    window = (
+        ReviewRow.artifact_hash == artifact_hash,
+        ReviewRow.arm == arm,
+        ReviewRow.created_at >= start,
+        ReviewRow.created_at < end,
     )
-    out: list[ArmSample] = []
-    for decision, fallback, latency, prompt, completion, verdict in result.all():
-        tokens = (
-            None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
+    reason = ReviewRow.fallback_reason
+    has_tokens = or_(ReviewRow.prompt_tokens.is_not(None), ReviewRow.completion_tokens.is_not(None))
+
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                count(reason.in_(sorted(ERROR_REASONS))),
+                count(reason.is_not(None)),
+                count(reason == "schema_invalid"),
+                count(ReviewRow.verdict.in_(NO_VERDICTS)),
+                count(has_tokens),
+                func.coalesce(
+                    func.sum(
+                        case(
+                            (
+                                has_tokens,
+                                func.coalesce(ReviewRow.prompt_tokens, 0)
+                                + func.coalesce(ReviewRow.completion_tokens, 0),
+                            ),
+                            else_=0,
+                        )
+                    ),
+                    0,
+                ),
+            ).where(*window)
         )
-        out.append(
-            ArmSample(
-                decision=str(decision),
-                fallback_reason=fallback,
-                total_latency_ms=float(latency),
-                tokens=tokens,
-                verdict_rejects=verdict in _NO_VERDICTS,
-            )
+    ).one()
+    counts = ArmCounts(*(int(v) for v in row))
+    p95_ms = 0.0
+    if counts.n:
+        p95_ms = float(
+            (
+                await session.execute(
+                    select(ReviewRow.total_latency_ms)
+                    .where(*window)
+                    .order_by(ReviewRow.total_latency_ms)
+                    .offset(p95_rank(counts.n))
+                    .limit(1)
+                )
+            ).scalar_one()
         )
-    return out
+    return ArmFigures.from_counts(counts, p95_ms)
 
 
 async def became_active_at(session: AsyncSession, artifact_hash: str) -> datetime | None:

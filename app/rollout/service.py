@@ -277,7 +277,7 @@ CONTROLLER = "system:rollout-controller"
 
 async def evaluate(session: AsyncSession, program: str, now: datetime) -> Verdict | None:
     """One controller turn for ``program``: decide when a window has elapsed, else nothing."""
-    from app.rollout.analysis import ArmFigures, decide
+    from app.rollout.analysis import decide
 
     r = await repository.open_rollout(session, program, for_update=True)
     if r is None or r.state != RolloutState.RUNNING.value:
@@ -292,15 +292,11 @@ async def evaluate(session: AsyncSession, program: str, now: datetime) -> Verdic
     start = aware(r.window_started_at)
     if now - start < timedelta(seconds=r.window_seconds):
         return None
-    canary = ArmFigures.of(
-        await repository.samples(session, r.candidate_hash, "canary", start, now)
-    )
+    canary = await repository.arm_figures(session, r.candidate_hash, "canary", start, now)
     # At 100% the baseline serves nothing: judge the canary against the baseline's figures
     # over the whole rollout (the same traffic, the closest comparable window there is).
     base_start = aware(r.created_at) if r.weight_pct >= 100 else start
-    base = ArmFigures.of(
-        await repository.samples(session, r.baseline_hash, "active", base_start, now)
-    )
+    base = await repository.arm_figures(session, r.baseline_hash, "active", base_start, now)
     last = r.step_index >= len(r.steps) - 1
     verdict = decide(
         canary,

@@ -16,7 +16,6 @@ from app.registry import repository as registry_repo
 from app.registry import service as registry
 from app.registry.states import ArtifactState
 from app.rollout import repository
-from app.rollout.analysis import ArmFigures
 from app.rollout.service import CONTROLLER, aware
 
 
@@ -47,9 +46,7 @@ async def watch(
     if since is None or now - aware(since) > timedelta(seconds=policy.window_seconds):
         return None
     until = now + timedelta(microseconds=1)  # everything answered so far, this instant included
-    figures = ArmFigures.of(
-        await repository.samples(session, active, "active", aware(since), until)
-    )
+    figures = await repository.arm_figures(session, active, "active", aware(since), until)
     if figures.n < policy.min_samples:
         return None  # too few samples: keep watching, never judge on noise
     reasons: list[str] = []
