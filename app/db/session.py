@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -115,20 +116,36 @@ class SqliteWorker:
     """One sqlite3 connection owned by one thread. ``transaction`` runs a whole function
     (``BEGIN IMMEDIATE`` .. ``COMMIT``) on that thread, so a batch costs one hop from the event
     loop, not one per statement (aiosqlite hops per call). The connection has the engine's
-    pragmas (WAL, ``synchronous=FULL``, busy timeout). After an error that is not about a row
-    the connection is closed and the next call opens a new one.
+    pragmas (WAL, ``synchronous=FULL``; the busy timeout: see below). After an error that is
+    not about a row the connection is closed and the next call opens a new one.
 
     ``inline=True`` (reads only): ``read`` runs on the caller's thread, the event loop. A WAL
     read neither waits for the writer nor fsyncs, and takes less time than the hop: on a busy
     loop a thread hop waits for the GIL (up to the 5 ms switch interval, several times per hop),
     which made the precheck the longest step of a 256-review storm. Its busy timeout is
-    ``inline_busy_ms``, so a read that cannot start fails fast instead of stalling the loop."""
+    ``inline_busy_ms``, so a read that cannot start fails fast instead of stalling the loop.
+
+    Waiting for the write lock: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ...
+    100 ms between attempts, so a review queued behind another writer (a lease renewal or an
+    admin change through SQLAlchemy, whose transaction spans event-loop turns) started up to
+    25-100 ms after the lock was free. The thread worker's connection has no busy handler
+    (``busy_timeout=0``); ``BEGIN IMMEDIATE`` is retried here every ``LOCK_POLL_S`` (releasing
+    the GIL while it sleeps) until ``lock_wait_s``, then fails as "database is locked"."""
+
+    LOCK_POLL_S = 0.0005
 
     def __init__(
-        self, path: str, name: str, *, inline: bool = False, inline_busy_ms: int = 100
+        self,
+        path: str,
+        name: str,
+        *,
+        inline: bool = False,
+        inline_busy_ms: int = 100,
+        lock_wait_s: float = 5.0,
     ) -> None:
         self._path = path
-        self._busy_ms = inline_busy_ms if inline else None
+        self._busy_ms = inline_busy_ms if inline else 0
+        self._lock_wait_s = lock_wait_s
         self._executor = (
             None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         )
@@ -162,8 +179,7 @@ class SqliteWorker:
                 self._path, timeout=5.0, isolation_level=None, check_same_thread=False
             )
             _sqlite_pragmas(conn, None)
-            if self._busy_ms is not None:
-                conn.execute(f"PRAGMA busy_timeout={int(self._busy_ms)}")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_ms)}")
             self._conn = conn
         return self._conn
 
@@ -177,8 +193,8 @@ class SqliteWorker:
         try:
             conn = self._connect()
             if not in_transaction:
-                return fn(conn)
-            conn.execute("BEGIN IMMEDIATE")
+                return fn(conn) if self._executor is None else self._retry_busy(lambda: fn(conn))
+            self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 result = fn(conn)
                 conn.commit()
@@ -193,6 +209,21 @@ class SqliteWorker:
             if not isinstance(wrapped, IntegrityError | DataError | ProgrammingError):
                 self._drop()
             raise wrapped from exc
+
+    def _retry_busy(self, attempt: Callable[[], T]) -> T:
+        """``attempt`` again while the database answers SQLITE_BUSY, until ``lock_wait_s``."""
+        give_up = time.monotonic() + self._lock_wait_s
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= give_up:
+                    raise
+            time.sleep(self.LOCK_POLL_S)
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def sqlite_error(exc: sqlite3.Error) -> BaseException:

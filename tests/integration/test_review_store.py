@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -203,6 +205,10 @@ async def test_reservations_when_settled_then_committed_and_earlier_batch_submit
         {"k:b0"},
         {"s1": 2},
     )
+    # What was stored for a replaced row is the replacement (bound again at commit), not the
+    # submit bound before the recheck.
+    keys = ["k:b1", "k:b2", *(r["idempotency_key"] for r in written[1:])]
+    assert (await store.precheck(keys, ["s1"], NOW))[0] == set(keys[2:])
 
 
 async def test_postgres_connection_killed_when_used_then_dbapi_error_then_recovers(
@@ -239,7 +245,7 @@ async def test_sqlite_worker_when_connected_then_durable_pragmas_and_write_lock(
     sqlite_url: str,
 ) -> None:
     # Durability is not traded for speed: the hot path's own connections run with the engine's
-    # pragmas (WAL, synchronous=FULL, busy timeout), and a write transaction holds the write
+    # pragmas (WAL, synchronous=FULL), and a write transaction holds the write
     # lock from its first statement (BEGIN IMMEDIATE), so a second writer waits for it.
     path = sqlite_url.split(":///", 1)[1]
     worker = SqliteWorker(path, "test-pragmas")
@@ -250,7 +256,8 @@ async def test_sqlite_worker_when_connected_then_durable_pragmas_and_write_lock(
                 for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
             )
         )
-        assert got == ("wal", 2, 5000, 1)  # synchronous 2 = FULL
+        # synchronous 2 = FULL; no busy handler: the worker polls for the write lock itself
+        assert got == ("wal", 2, 0, 1)
         with pytest.raises(OperationalError) as refused:
             await worker.transaction(
                 lambda conn: sqlite3.connect(path, timeout=0).execute("BEGIN IMMEDIATE")
@@ -268,3 +275,51 @@ async def test_sqlite_worker_when_connected_then_durable_pragmas_and_write_lock(
         await reader.close()
     finally:
         await worker.close()
+
+
+async def test_sqlite_worker_when_another_writer_holds_the_lock_then_waits_and_commits_after(
+    sqlite_url: str,
+) -> None:
+    # A lease renewal or an admin change holds the write lock across event-loop turns: the
+    # review writer waits for it (it does not fail) and commits once it is released.
+    path = sqlite_url.split(":///", 1)[1]
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    released: list[float] = []
+
+    def release() -> None:
+        holder.execute("COMMIT")
+        released.append(time.monotonic())
+
+    asyncio.get_running_loop().call_later(0.3, release)
+    worker = SqliteWorker(path, "test-lock-wait")
+    try:
+        got = await worker.transaction(lambda conn: conn.execute("SELECT 1").fetchone())
+        finished = time.monotonic()
+        assert got == (1,)
+        assert released and finished >= released[0]  # it ran only once the lock was free
+    finally:
+        await worker.close()
+        holder.close()
+
+
+async def test_sqlite_worker_when_the_lock_is_held_past_the_wait_then_database_is_locked(
+    sqlite_url: str,
+) -> None:
+    path = sqlite_url.split(":///", 1)[1]
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    worker = SqliteWorker(path, "test-lock-give-up", lock_wait_s=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as refused:
+            await worker.transaction(lambda conn: conn.execute("SELECT 1").fetchone())
+        waited = time.monotonic() - started
+        assert "locked" in str(refused.value.orig)
+        assert waited >= 0.2  # it did wait its budget (a lower bound: safe on a busy machine)
+        holder.execute("COMMIT")
+        # The lock is free again: the same worker commits.
+        assert await worker.transaction(lambda conn: conn.execute("SELECT 2").fetchone()) == (2,)
+    finally:
+        await worker.close()
+        holder.close()
