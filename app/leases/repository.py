@@ -27,7 +27,10 @@ async def try_acquire(
     """Take or renew ``name`` for ``holder`` until ``now + ttl``; ``None`` if another holder's
     lease has not expired. Callers commit (``unit_of_work``)."""
     expires = now + ttl
-    result = await session.execute(
+    # One statement takes or renews and answers the epoch (RETURNING): on SQLite the write lock
+    # is held from this UPDATE to the commit, and every statement in between is a turn of the
+    # event loop that the review writer would wait behind.
+    renewed = await session.execute(
         update(ServiceLeaseRow)
         .where(
             ServiceLeaseRow.name == name,
@@ -42,33 +45,25 @@ async def try_acquire(
                 else_=ServiceLeaseRow.epoch + 1,
             ),
         )
+        .returning(ServiceLeaseRow.epoch)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        exists = await session.scalar(
-            select(ServiceLeaseRow.name).where(ServiceLeaseRow.name == name)
-        )
-        if exists is not None:
-            return None
-        try:
-            async with session.begin_nested():
-                await session.execute(
-                    insert(ServiceLeaseRow).values(
-                        name=name, holder=holder, expires_at=expires, renewed_at=now, epoch=1
-                    )
+    epoch = renewed.scalar_one_or_none()
+    if epoch is not None:
+        return Lease(name=name, holder=holder, expires_at=expires, epoch=int(epoch))
+    exists = await session.scalar(select(ServiceLeaseRow.name).where(ServiceLeaseRow.name == name))
+    if exists is not None:
+        return None  # another holder's lease has not expired
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                insert(ServiceLeaseRow).values(
+                    name=name, holder=holder, expires_at=expires, renewed_at=now, epoch=1
                 )
-        except IntegrityError:
-            return None  # another replica created it first
-    row = (
-        await session.execute(
-            select(ServiceLeaseRow.holder, ServiceLeaseRow.epoch).where(
-                ServiceLeaseRow.name == name
             )
-        )
-    ).one()
-    if row.holder != holder:
-        return None
-    return Lease(name=name, holder=holder, expires_at=expires, epoch=int(row.epoch))
+    except IntegrityError:
+        return None  # another replica created it first
+    return Lease(name=name, holder=holder, expires_at=expires, epoch=1)
 
 
 async def release(session: AsyncSession, name: str, holder: str, now: datetime) -> None:
