@@ -70,6 +70,18 @@ class ReviewRow(Base):
         Index("ix_reviews_created_at", "created_at"),
         Index("ix_reviews_artifact_created", "artifact_hash", "created_at"),
         Index("ix_reviews_strategy_created", "strategy_id", "created_at"),
+        # Covering: the rollout controller's arm figures read only the index (0008).
+        Index(
+            "ix_reviews_arm_window",
+            "artifact_hash",
+            "arm",
+            "created_at",
+            "fallback_reason",
+            "verdict",
+            "total_latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+        ),
     )
 
 

@@ -6,14 +6,16 @@ other arms and outside ``[start, end)`` excluded (a row exactly on ``start`` cou
 
 from __future__ import annotations
 
+import contextlib
 import random
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import ReviewRow
@@ -147,3 +149,39 @@ async def test_arm_figures_when_no_review_reports_tokens_then_tokens_per_review_
     assert got.n == 30
     assert got.tokens_per_review is None
     assert got == _reference(rows, ARTIFACT, "active")
+
+
+async def test_arm_figures_when_planned_on_sqlite_then_read_only_the_covering_index(
+    sqlite_url: str,
+) -> None:
+    # Each of the window's rows read from the table cost ~5 KB of page reads (its JSON
+    # columns): seconds per controller turn for a 30-minute watch window. The plan of both
+    # statements (the counts and the p95) must stay on the covering index (migration 0008).
+    await truncate(sqlite_url)
+    executed: list[tuple[str, Any]] = []
+
+    def record(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "llm_decision_reviews" in statement:
+            executed.append((statement, parameters))
+
+    engine = create_engine(make_settings(sqlite_url))
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with read_only(create_session_factory(engine)) as session:
+            await repository.arm_figures(session, ARTIFACT, "active", START, END)
+            executed.clear()
+            rnd = random.Random(9)
+            async with engine.begin() as conn:
+                await conn.execute(insert(ReviewRow), [_review(rnd, ARTIFACT, "active", START)])
+            executed.clear()
+        async with read_only(create_session_factory(engine)) as session:
+            assert (await repository.arm_figures(session, ARTIFACT, "active", START, END)).n == 1
+    finally:
+        await engine.dispose()
+    assert len(executed) == 2  # the counts, then the p95
+    with contextlib.closing(sqlite3.connect(sqlite_url.split(":///", 1)[1])) as conn:
+        for statement, parameters in executed:
+            plan = " | ".join(
+                str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "COVERING INDEX ix_reviews_arm_window" in plan, plan
