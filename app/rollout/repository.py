@@ -143,37 +143,32 @@ async def arm_figures(
         ReviewRow.created_at < end,
     )
     reason = ReviewRow.fallback_reason
-    has_tokens = or_(ReviewRow.prompt_tokens.is_not(None), ReviewRow.completion_tokens.is_not(None))
+    prompt, completion = ReviewRow.prompt_tokens, ReviewRow.completion_tokens
 
     def count(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     row = (
-        await session.execute(
-            select(
-                func.count(),
-                count(reason.in_(sorted(ERROR_REASONS))),
-                count(reason.is_not(None)),
-                count(reason == "schema_invalid"),
-                count(ReviewRow.verdict.in_(NO_VERDICTS)),
-                count(has_tokens),
-                func.coalesce(
-                    func.sum(
-                        case(
-                            (
-                                has_tokens,
-                                func.coalesce(ReviewRow.prompt_tokens, 0)
-                                + func.coalesce(ReviewRow.completion_tokens, 0),
-                            ),
-                            else_=0,
-                        )
-                    ),
-                    0,
-                ),
-            ).where(*window)
+        (
+            await session.execute(
+                select(
+                    func.count().label("n"),
+                    count(reason.in_(sorted(ERROR_REASONS))).label("errors"),
+                    count(reason.is_not(None)).label("fallbacks"),
+                    count(reason == "schema_invalid").label("schema_invalid"),
+                    count(ReviewRow.verdict.in_(NO_VERDICTS)).label("verdict_rejects"),
+                    count(or_(prompt.is_not(None), completion.is_not(None))).label("token_reviews"),
+                    # A review without tokens adds 0 (both NULL), so no condition is needed here.
+                    func.coalesce(
+                        func.sum(func.coalesce(prompt, 0) + func.coalesce(completion, 0)), 0
+                    ).label("token_sum"),
+                ).where(*window)
+            )
         )
-    ).one()
-    counts = ArmCounts(*(int(v) for v in row))
+        .mappings()
+        .one()
+    )
+    counts = ArmCounts(**{str(name): int(value) for name, value in row.items()})
     p95_ms = 0.0
     if counts.n:
         p95_ms = float(

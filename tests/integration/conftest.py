@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import truncate
+from app.db.session import create_engine
+from tests.conftest import make_settings, truncate
 from tests.support.live import App, AppFactory, running_app
 
 
@@ -20,3 +23,14 @@ async def live_app(sqlite_url: str) -> AppFactory:
         return running_app(sqlite_url, **overrides)
 
     return factory
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The service's engine on a freshly truncated database (each database of the matrix)."""
+    await truncate(database_url)
+    engine = create_engine(make_settings(database_url))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -70,16 +70,6 @@ def _row(key: str, strategy: str, decision: str, at: datetime, **extra: Any) -> 
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await truncate(database_url)
-    engine = create_engine(make_settings(database_url))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
 async def store(engine: AsyncEngine) -> AsyncIterator[ReviewStore]:
     store = open_store(engine)
     try:
@@ -277,14 +267,20 @@ async def test_sqlite_worker_when_connected_then_durable_pragmas_and_write_lock(
         await worker.close()
 
 
+def _holding_write_lock(path: str) -> sqlite3.Connection:
+    """Another connection that holds the database's write lock until it commits."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
 async def test_sqlite_worker_when_another_writer_holds_the_lock_then_waits_and_commits_after(
     sqlite_url: str,
 ) -> None:
     # A lease renewal or an admin change holds the write lock across event-loop turns: the
     # review writer waits for it (it does not fail) and commits once it is released.
     path = sqlite_url.split(":///", 1)[1]
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = _holding_write_lock(path)
     released: list[float] = []
 
     def release() -> None:
@@ -307,8 +303,7 @@ async def test_sqlite_worker_when_the_lock_is_held_past_the_wait_then_database_i
     sqlite_url: str,
 ) -> None:
     path = sqlite_url.split(":///", 1)[1]
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = _holding_write_lock(path)
     worker = SqliteWorker(path, "test-lock-give-up", lock_wait_s=0.2)
     try:
         started = time.monotonic()

@@ -10,7 +10,6 @@ import contextlib
 import random
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,16 +84,6 @@ def _reference(rows: list[dict[str, Any]], artifact: str, arm: str) -> ArmFigure
             for r in chosen
         ]
     )
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await truncate(database_url)
-    engine = create_engine(make_settings(database_url))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def _figures(engine: AsyncEngine, artifact: str, arm: str) -> ArmFigures:
